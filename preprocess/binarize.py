@@ -1,0 +1,192 @@
+"""Encode and binarize one language: the unit of work of `xlmr-prepare`, a plain
+function so that a local process pool and a SLURM array task run the same code.
+
+The shards are byte-identical to `spm_encode | fairseq-preprocess --only-source
+--srcdict dict.txt` on the same split, but made in one pass: SentencePiece
+encodes whole batches to ids in C++, a lookup table maps them to fairseq ids, and
+numpy writes each batch at once, where the two-step path prints pieces as text
+and looks every piece up again in Python, one tensor per line.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import shutil
+from dataclasses import asdict, dataclass, field
+from itertools import chain
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import sentencepiece as spm
+from fairseq.data import Dictionary
+from fairseq.data.indexed_dataset import MMapIndexedDataset, best_fitting_int_dtype
+
+from preprocess.atomic import publish_directory
+from preprocess.corpus import iter_split
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "valid")
+MARKER = "stats.json"  # written last: a language directory without it is not done
+# Whitespace other than ' ' inside a line: fairseq's tokenizer splits there, so such
+# a line takes the exact (pieces as text) path rather than the id table.
+_ODD_SPACE = re.compile(r"[^\S ]")
+
+
+class Encoder:
+    """Text lines -> fairseq ids, as `spm_encode` then `Dictionary.encode_line` would."""
+
+    def __init__(self, spm_model: Path, dict_path: Path, threads: int = 1):
+        self.sp = spm.SentencePieceProcessor(model_file=str(spm_model))
+        self.dictionary = Dictionary.load(str(dict_path))
+        self.threads = threads
+        self.dtype = best_fitting_int_dtype(len(self.dictionary))
+        table = [self.dictionary.index(self.sp.id_to_piece(i)) for i in range(self.sp.get_piece_size())]
+        table[self.sp.unk_id()] = self.dictionary.unk()  # spm_encode prints an unknown span as its text
+        self.table = np.asarray(table, dtype=np.int64)
+
+    def _exact(self, line: str) -> list[int]:
+        pieces = " ".join(self.sp.encode(line, out_type=str))
+        return self.dictionary.encode_line(pieces, add_if_not_exist=False).tolist()
+
+    def encode(self, lines: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Flat token array and per-line sizes, each line ending in </s>."""
+        ids = self.sp.encode(lines, num_threads=self.threads)
+        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        flat = self.table[np.fromiter(chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))]
+        sizes = lengths + 1
+        ends = np.cumsum(sizes) - 1
+        out = np.empty(int(sizes.sum()), dtype=self.dtype)
+        body = np.ones(len(out), dtype=bool)
+        body[ends] = False
+        out[body] = flat
+        out[ends] = self.dictionary.eos()
+        odd = [i for i, line in enumerate(lines) if _ODD_SPACE.search(line)]
+        if odd:
+            out, sizes = self._patch(out, sizes, ends, odd, lines)
+        return out, sizes.astype(np.int32)
+
+    def _patch(self, out, sizes, ends, odd, lines):
+        """Re-encode the lines in `odd` on the exact path and splice them in."""
+        starts = ends - sizes + 1
+        parts, new_sizes, prev = [], sizes.copy(), 0
+        for i in odd:
+            exact = np.asarray(self._exact(lines[i]), dtype=self.dtype)
+            parts += [out[prev : starts[i]], exact]
+            new_sizes[i] = len(exact)
+            prev = ends[i] + 1
+        parts.append(out[prev:])
+        return np.concatenate(parts), new_sizes
+
+
+class _ShardWriter:
+    """Streams batches into `<prefix>.bin` and writes fairseq's `<prefix>.idx`."""
+
+    def __init__(self, prefix: Path, dtype: type):
+        self.prefix, self.dtype = prefix, dtype
+        self.data = open(prefix.with_suffix(".bin"), "wb")
+        self.sizes: list[np.ndarray] = []
+
+    def add(self, tokens: np.ndarray, sizes: np.ndarray) -> None:
+        self.data.write(tokens.tobytes(order="C"))
+        self.sizes.append(sizes)
+
+    def close(self) -> int:
+        self.data.close()
+        sizes = np.concatenate(self.sizes) if self.sizes else np.zeros(0, dtype=np.int32)
+        with MMapIndexedDataset.Index.writer(str(self.prefix.with_suffix(".idx")), self.dtype) as index:
+            index.write(sizes)
+        return int(sizes.sum())
+
+
+@dataclass
+class SplitStats:
+    documents: int = 0
+    lines: int = 0
+    tokens: int = 0  # items' tokens as fairseq counts them, </s> included
+
+
+@dataclass
+class LanguageStats:
+    lang: str
+    fingerprint: dict
+    splits: dict = field(default_factory=lambda: {s: SplitStats() for s in SPLITS})
+
+    @classmethod
+    def load(cls, path: Path) -> "LanguageStats":
+        raw = json.loads(path.read_text())
+        raw["splits"] = {k: SplitStats(**v) for k, v in raw["splits"].items()}
+        return cls(**raw)
+
+
+def fingerprint(source: Path, dest: Path, valid_docs: int, seed: int, skip_invalid: bool) -> dict:
+    """What a language's shards depend on: a finished language is redone only when it changes."""
+    stat = source.stat()
+    digest = hashlib.sha256()
+    for name in ("spm.model", "dict.txt"):
+        digest.update((dest / name).read_bytes())
+    return {
+        "source": str(source.resolve()),
+        "source_size": stat.st_size,
+        "source_mtime_ns": stat.st_mtime_ns,
+        "vocabulary_sha256": digest.hexdigest(),
+        "valid_docs": valid_docs,
+        "seed": seed,
+        "skip_invalid": skip_invalid,
+    }
+
+
+def finished(dest: Path, lang: str, expected: dict) -> Optional[LanguageStats]:
+    """The stats of an already finished language with the same fingerprint, else None."""
+    marker = dest / lang / MARKER
+    if not marker.exists():
+        return None
+    stats = LanguageStats.load(marker)
+    return stats if stats.fingerprint == expected else None
+
+
+def binarize_language(
+    lang: str,
+    source: Path,
+    dest: Path,
+    valid_ids: np.ndarray,
+    fingerprint: dict,
+    skip_invalid: bool = False,
+    threads: int = 1,
+    batch_lines: int = 8192,
+) -> LanguageStats:
+    """Write `dest/<lang>/{train,valid}.{bin,idx}` and `dest/<lang>/stats.json`.
+
+    Everything is written under `dest/.partial/<lang>` and moved into place at
+    the end, so an interrupted run leaves nothing fairseq or a rerun would take
+    for finished."""
+    encoder = Encoder(dest / "spm.model", dest / "dict.txt", threads)
+    tmp = dest / ".partial" / lang
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    stats = LanguageStats(lang, fingerprint)
+    writers = {s: _ShardWriter(tmp / s, encoder.dtype) for s in SPLITS}
+    pending: dict[str, list[str]] = {s: [] for s in SPLITS}
+
+    def flush(split: str) -> None:
+        if pending[split]:
+            writers[split].add(*encoder.encode(pending[split]))
+            pending[split] = []
+
+    for is_valid, doc in iter_split(source, valid_ids, skip_invalid):
+        split = SPLITS[is_valid]
+        stats.splits[split].documents += 1
+        stats.splits[split].lines += len(doc)
+        pending[split] += doc + [""]  # the empty item after a document is fairseq's document break
+        if len(pending[split]) >= batch_lines:
+            flush(split)
+    for split in SPLITS:
+        flush(split)
+        stats.splits[split].tokens = writers[split].close()
+    (tmp / MARKER).write_text(json.dumps(asdict(stats), indent=1))
+    publish_directory(tmp, dest / lang)
+    return stats

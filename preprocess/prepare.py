@@ -1,0 +1,216 @@
+"""`xlmr-prepare CORPUS DEST`: raw CC-100 style text -> one shared SentencePiece
+vocabulary -> binarized per-language shards that `fairseq-train` reads.
+
+DEST/spm.model, DEST/dict.txt    the vocabulary (trained here, or given with --spm-model/--dict)
+DEST/<lang>/{train,valid}.{bin,idx}  fairseq mmap shards, one item per line, </s> after each document
+DEST/stats.tsv                   documents, lines, tokens, p_i and q_i per language
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+import sys
+import zlib
+from concurrent.futures import Executor, ProcessPoolExecutor
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+import numpy as np
+from tqdm import tqdm
+
+from preprocess import binarize, corpus, report, sampling, vocabulary
+from preprocess.atomic import atomic_path
+
+logger = logging.getLogger("xlmr-prepare")
+
+
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="xlmr-prepare", description=__doc__.split("\n\n")[0])
+    parser.add_argument("corpus", type=Path, help="directory of <lang>.txt[.gz|.xz] files")
+    parser.add_argument("dest", type=Path, help="output directory (rerunning skips finished languages)")
+    parser.add_argument("--langs", type=lambda s: [x for x in s.split(",") if x], help="comma-separated; default: every file")
+    parser.add_argument("--vocab-size", type=int, default=250_000, help="SentencePiece pieces (XLM-R: 250k)")
+    parser.add_argument("--alpha", type=float, default=0.3, help="language smoothing exponent for the vocabulary sample")
+    parser.add_argument("--valid-docs", type=int, default=100, help="documents held out per language (at most a tenth)")
+    parser.add_argument("--spm-model", type=Path, help="use this SentencePiece model (e.g. XLM-R's sentencepiece.bpe.model)")
+    parser.add_argument("--dict", type=Path, help="with --spm-model: its fairseq dict.txt")
+    parser.add_argument("--spm-sample-lines", type=int, default=10_000_000, help="sentences to train SentencePiece on, at most")
+    parser.add_argument("--character-coverage", type=float, default=0.9995)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel processes (default: all cores)")
+    parser.add_argument("--seed", type=int, default=1, help="seeds the valid split and the vocabulary sample")
+    parser.add_argument("--skip-invalid", action="store_true", help="drop lines that are not UTF-8 (counted) instead of failing")
+    args = parser.parse_args(argv)
+    if (args.spm_model is None) != (args.dict is None):
+        parser.error("--spm-model and --dict go together")
+    if args.valid_docs < 1:
+        parser.error("--valid-docs must be at least 1")
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    return args
+
+
+def _parallel(pool: Executor, fn: Callable, jobs: Iterable[tuple], desc: str) -> list:
+    """Run fn(*job) for every job in the pool, with a progress bar; results in job order."""
+    futures = [pool.submit(fn, *job) for job in jobs]
+    with tqdm(total=len(futures), desc=desc, unit="lang", disable=None) as bar:
+        for future in futures:
+            future.add_done_callback(lambda _: bar.update())
+        return [f.result() for f in futures]
+
+
+def _valid_ids(scan: corpus.LanguageScan, args: argparse.Namespace) -> np.ndarray:
+    return corpus.valid_document_ids(scan.lang, scan.documents, args.valid_docs, args.seed)
+
+
+def _write_sample(path: Path, valid_ids: np.ndarray, indices, times, out: Path, skip_invalid: bool) -> None:
+    with open(out, "w", encoding="utf-8") as f:
+        for line in sampling.sample_train_lines(path, valid_ids, indices, times, skip_invalid):
+            f.write(line + "\n")
+
+
+def build_vocabulary(args, scans: list[corpus.LanguageScan], pool: Executor) -> dict[str, int]:
+    """Train the shared unigram model on an α-smoothed sample of every language's
+    training lines; returns how many sentences each language gave."""
+    train_lines = []
+    for s in scans:
+        held_out = np.asarray(s.doc_lines)[_valid_ids(s, args)].sum()
+        train_lines.append(s.lines - int(held_out))
+    q = sampling.smoothed_probabilities(train_lines, args.alpha)
+    wanted = sampling.allocate(min(args.spm_sample_lines, sum(train_lines)), q)
+    work = args.dest / ".partial" / "spm-sample"
+    work.mkdir(parents=True, exist_ok=True)
+    jobs = []
+    for s, available, n in zip(scans, train_lines, wanted):
+        rng = np.random.default_rng([args.seed, zlib.crc32(s.lang.encode()), 1])
+        indices, times = sampling.choose_lines(available, int(n), rng)
+        jobs.append((s.path, _valid_ids(s, args), indices, times, work / f"{s.lang}.txt", args.skip_invalid))
+    _parallel(pool, _write_sample, jobs, "vocabulary sample")
+    sample = work / "all.txt"
+    with open(sample, "wb") as out:
+        for job in jobs:
+            with open(job[4], "rb") as part:
+                shutil.copyfileobj(part, out)
+    given = {s.lang: int(n) for s, n in zip(scans, wanted)}
+    logger.info("SentencePiece sample (alpha=%g): %s", args.alpha, ", ".join(f"{k} {v}" for k, v in given.items()))
+    spm_path = args.dest / "spm.model"
+    vocabulary.train_sentencepiece(sample, spm_path, args.vocab_size, args.workers, args.character_coverage)
+    with open(sample, encoding="utf-8") as f:
+        counts = vocabulary.piece_counts(spm_path, (line.rstrip("\n") for line in f), args.workers)
+    with atomic_path(args.dest / "vocab.json") as tmp:
+        tmp.write_text(json.dumps({**_vocabulary_settings(args), "sentences": given}, indent=1))
+    vocabulary.write_dictionary(spm_path, counts, args.dest / "dict.txt")  # last: its presence means done
+    shutil.rmtree(work)
+    return given
+
+
+def _vocabulary_settings(args) -> dict:
+    return {
+        "vocab_size": args.vocab_size,
+        "alpha": args.alpha,
+        "langs": sorted(args.langs_found),
+        "seed": args.seed,
+        "valid_docs": args.valid_docs,
+        "character_coverage": args.character_coverage,
+        "spm_sample_lines": args.spm_sample_lines,
+    }
+
+
+def reuse_or_install_vocabulary(args) -> bool:
+    """Install a given vocabulary or reuse DEST's; False when one must be trained.
+
+    A DEST that already holds a different vocabulary is an error: its shards'
+    ids would mean other pieces."""
+    dict_path, spm_path = args.dest / "dict.txt", args.dest / "spm.model"
+    if args.spm_model is not None:
+        vocabulary.check_pair(args.spm_model, args.dict)
+        for given, held in ((args.dict, dict_path), (args.spm_model, spm_path)):
+            if held.exists() and held.read_bytes() != given.read_bytes():
+                raise vocabulary.VocabularyError(
+                    f"{held} differs from {given}: DEST holds another vocabulary; use a new DEST or remove it"
+                )
+        with atomic_path(spm_path) as tmp:
+            shutil.copyfile(args.spm_model, tmp)
+        with atomic_path(args.dest / "vocab.json") as tmp:
+            tmp.write_text(json.dumps({"given": {"spm_model": str(args.spm_model), "dict": str(args.dict)}}))
+        with atomic_path(dict_path) as tmp:
+            shutil.copyfile(args.dict, tmp)
+        return True
+    if not dict_path.exists():
+        return False
+    record_path = args.dest / "vocab.json"
+    record = json.loads(record_path.read_text()) if record_path.exists() else {}
+    if "given" in record:
+        logger.info("reusing the vocabulary given earlier (%s)", record["given"]["spm_model"])
+        return True
+    wanted = _vocabulary_settings(args)
+    differs = {k: (record.get(k), v) for k, v in wanted.items() if record.get(k) != v}
+    if differs:
+        detail = "; ".join(f"{k}: {old} there, {new} now" for k, (old, new) in differs.items())
+        raise vocabulary.VocabularyError(
+            f"{dict_path} holds a dictionary made with other settings ({detail}): use a new DEST or remove it"
+        )
+    logger.info("reusing the vocabulary in %s", args.dest)
+    return True
+
+
+def run(args: argparse.Namespace) -> list[binarize.LanguageStats]:
+    files = corpus.discover(args.corpus, args.langs)
+    args.langs_found = [f.lang for f in files]
+    args.dest.mkdir(parents=True, exist_ok=True)
+    files.sort(key=lambda f: -f.path.stat().st_size)  # largest first keeps every worker busy
+    context = multiprocessing.get_context("fork")  # workers inherit the imports
+    with ProcessPoolExecutor(max_workers=min(args.workers, len(files)), mp_context=context) as pool:
+        scans: dict[str, corpus.LanguageScan] = {}
+
+        def scan(selected: list[corpus.LanguageFile]) -> None:
+            todo = [f for f in selected if f.lang not in scans]
+            for s in _parallel(pool, corpus.scan, [(f, args.skip_invalid) for f in todo], "scan"):
+                scans[s.lang] = s
+
+        spm_lines = None
+        if not reuse_or_install_vocabulary(args):
+            scan(files)
+            spm_lines = build_vocabulary(args, [scans[f.lang] for f in files], pool)
+        fingerprints = {f.lang: binarize.fingerprint(f.path, args.dest, args.valid_docs, args.seed, args.skip_invalid) for f in files}
+        done = {f.lang: binarize.finished(args.dest, f.lang, fingerprints[f.lang]) for f in files}
+        todo = [f for f in files if done[f.lang] is None]
+        scan(todo)
+        threads = max(1, args.workers // max(1, len(todo)))
+        jobs = [
+            (f.lang, f.path, args.dest, _valid_ids(scans[f.lang], args), fingerprints[f.lang], args.skip_invalid, threads)
+            for f in todo
+        ]
+        for result in _parallel(pool, binarize.binarize_language, jobs, "binarize"):
+            done[result.lang] = result
+    partial = args.dest / ".partial"
+    if partial.exists() and not any(partial.iterdir()):
+        partial.rmdir()
+    stats = [done[lang] for lang in sorted(done)]
+    rows = report.stats_rows(stats, args.alpha)
+    report.write_stats_tsv(rows, args.dest / "stats.tsv")
+    status = {f.lang: "done now" if f in todo else "already done" for f in files}
+    for lang, s in scans.items():
+        if s.skipped:
+            status[lang] += f", {s.skipped} invalid lines skipped"
+    print(report.summary_table(rows, spm_lines, status))
+    print(f"\n{len(stats)} languages in {args.dest}: dict.txt, spm.model, stats.tsv, <lang>/{{train,valid}}.{{bin,idx}}")
+    return stats
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)s | %(name)s | %(message)s")
+    args = parse_args(argv)
+    try:
+        run(args)
+    except (corpus.CorpusError, vocabulary.VocabularyError) as e:
+        print(f"xlmr-prepare: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
