@@ -22,7 +22,8 @@ logger = logging.getLogger(__name__)
 
 XLMR_SPECIAL_IDS = {"unk_id": 0, "bos_id": 1, "eos_id": 2, "pad_id": -1}
 _TOO_LARGE = re.compile(r"Vocabulary size too high \((\d+)\)\. Please set it to a value <= (\d+)")
-_DICT_LINE = re.compile(r"^(\S+) (-?\d+)( #fairseq:overwrite)?$")
+# fairseq splits a dict.txt line at its last space: a piece holds anything but ' '
+_DICT_LINE = re.compile(r"^([^ ]+) (-?\d+)( #fairseq:overwrite)?$")
 
 
 class VocabularyError(ValueError):
