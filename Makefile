@@ -10,7 +10,7 @@ DEMO ?= demo
 VOCAB ?= 8000
 WORKERS ?= $(shell nproc)
 
-.PHONY: demo test setup system-deps clean-demo
+.PHONY: demo test setup clean-demo
 
 setup: $(VENV)/.installed
 
@@ -22,18 +22,12 @@ $(VENV)/.installed: setup.py
 	$(BIN)/python -m pip install -q -e ".[test]"
 	touch $@
 
-# Debian's spm_encode (the reference two-step path of the tests and benchmarks) and
-# man-db for the demo corpus; only as root, and only when missing.
-system-deps:
-	@if [ "$$(id -u)" = 0 ] && ! command -v spm_encode >/dev/null; then \
-	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sentencepiece >/dev/null; fi
-
-demo: setup system-deps
+demo: setup
 	@if [ -z "$(CORPUS)" ]; then $(BIN)/xlmr-demo-corpus $(DEMO)/corpus; fi
 	$(BIN)/xlmr-prepare $(if $(CORPUS),$(CORPUS),$(DEMO)/corpus) $(DEMO)/data \
 	  --vocab-size $(VOCAB) --workers $(WORKERS)
 
-test: setup system-deps
+test: setup
 	$(BIN)/python -m pytest -q tests $(PYTEST_ARGS)
 
 clean-demo:

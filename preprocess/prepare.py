@@ -101,17 +101,19 @@ def build_vocabulary(args, scans: list[corpus.LanguageScan], pool: Executor) -> 
     with open(sample, encoding="utf-8") as f:
         counts = vocabulary.piece_counts(spm_path, (line.rstrip("\n") for line in f), args.workers)
     with atomic_path(args.dest / "vocab.json") as tmp:
-        tmp.write_text(json.dumps({**_vocabulary_settings(args), "sentences": given}, indent=1))
+        settings = _vocabulary_settings(args, [s.lang for s in scans])
+        tmp.write_text(json.dumps({**settings, "sentences": given}, indent=1))
     vocabulary.write_dictionary(spm_path, counts, args.dest / "dict.txt")  # last: its presence means done
     shutil.rmtree(work)
     return given
 
 
-def _vocabulary_settings(args) -> dict:
+def _vocabulary_settings(args, langs: list[str]) -> dict:
+    """What a trained vocabulary depends on: a DEST made with other settings is refused."""
     return {
         "vocab_size": args.vocab_size,
         "alpha": args.alpha,
-        "langs": sorted(args.langs_found),
+        "langs": sorted(langs),
         "seed": args.seed,
         "valid_docs": args.valid_docs,
         "character_coverage": args.character_coverage,
@@ -119,7 +121,7 @@ def _vocabulary_settings(args) -> dict:
     }
 
 
-def reuse_or_install_vocabulary(args) -> bool:
+def reuse_or_install_vocabulary(args, langs: list[str]) -> bool:
     """Install a given vocabulary or reuse DEST's; False when one must be trained.
 
     A DEST that already holds a different vocabulary is an error: its shards'
@@ -146,7 +148,7 @@ def reuse_or_install_vocabulary(args) -> bool:
     if "given" in record:
         logger.info("reusing the vocabulary given earlier (%s)", record["given"]["spm_model"])
         return True
-    wanted = _vocabulary_settings(args)
+    wanted = _vocabulary_settings(args, langs)
     differs = {k: (record.get(k), v) for k, v in wanted.items() if record.get(k) != v}
     if differs:
         detail = "; ".join(f"{k}: {old} there, {new} now" for k, (old, new) in differs.items())
@@ -159,7 +161,6 @@ def reuse_or_install_vocabulary(args) -> bool:
 
 def run(args: argparse.Namespace) -> list[binarize.LanguageStats]:
     files = corpus.discover(args.corpus, args.langs)
-    args.langs_found = [f.lang for f in files]
     args.dest.mkdir(parents=True, exist_ok=True)
     files.sort(key=lambda f: -f.path.stat().st_size)  # largest first keeps every worker busy
     context = multiprocessing.get_context("fork")  # workers inherit the imports
@@ -172,7 +173,7 @@ def run(args: argparse.Namespace) -> list[binarize.LanguageStats]:
                 scans[s.lang] = s
 
         spm_lines = None
-        if not reuse_or_install_vocabulary(args):
+        if not reuse_or_install_vocabulary(args, [f.lang for f in files]):
             scan(files)
             spm_lines = build_vocabulary(args, [scans[f.lang] for f in files], pool)
         fingerprints = {f.lang: binarize.fingerprint(f.path, args.dest, args.valid_docs, args.seed, args.skip_invalid) for f in files}
