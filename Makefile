@@ -19,7 +19,10 @@ $(VENV)/.installed: setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip wheel setuptools
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==$(TORCH_VERSION)
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q -e ".[test,hf]"
+	# fairseq-fixed pulls torchaudio, whose extension does not load against torch 2.13;
+	# fairseq's text code never imports it, but transformers does whenever it is installed.
+	$(BIN)/python -c "import torchaudio" 2>/dev/null || $(BIN)/python -m pip uninstall -q -y torchaudio
 	touch $@
 
 demo: setup

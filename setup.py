@@ -22,11 +22,15 @@ setup(
         "numpy",
         "tqdm",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={"test": ["pytest>=7"], "hf": ["transformers>=4.40", "safetensors", "protobuf"]},
     entry_points={
         "console_scripts": [
             "xlmr-prepare=preprocess.prepare:main",
             "xlmr-demo-corpus=preprocess.manpages:main",
+            "xlmr-train=slurm.train:main",
+            "xlmr-sweep=slurm.sweep:main",
+            "xlmr-export-hf=xlmr_plugin.hf_cli:main_export",
+            "xlmr-import-hf=xlmr_plugin.hf_cli:main_import",
         ],
     },
 )

@@ -1,0 +1,155 @@
+"""`xlmr-export-hf CKPT OUT` and `xlmr-import-hf HF_DIR OUT`: the commands around
+`hf_conversion`, writing each directory under a temporary name first."""
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from preprocess.atomic import publish_directory
+from xlmr_plugin.hf_conversion import ConversionError, check_xlmr_dictionary, fairseq_to_hf, hf_to_fairseq, sizes
+
+logger = logging.getLogger(__name__)
+
+PLUGIN_DIR = Path(__file__).resolve().parent
+SPM_NAMES = ("spm.model", "sentencepiece.bpe.model")  # xlmr-prepare's, the release's
+
+
+def _vocabulary(data: Path) -> tuple[Path, Path]:
+    for name in SPM_NAMES:
+        if (data / name).exists() and (data / "dict.txt").exists():
+            return data / name, data / "dict.txt"
+    raise ConversionError(f"{data}: needs dict.txt and one of {', '.join(SPM_NAMES)}")
+
+
+def _transformers():
+    """transformers imports torchaudio whenever it is installed; fairseq-fixed pulls one
+    that may not load against the installed torch (the Makefile removes it)."""
+    try:
+        import transformers
+        from transformers import XLMRobertaForMaskedLM  # noqa: F401  (imports torchaudio if present)
+    except ImportError as e:
+        raise ConversionError(f"needs transformers: pip install -e .[hf] ({e})") from None
+    except OSError as e:
+        raise ConversionError(f"torchaudio is installed but does not load ({e}); pip uninstall torchaudio") from None
+    return transformers
+
+
+def export_hf(checkpoint: Path, out: Path, data: Optional[Path] = None) -> None:
+    """A plugin (or stock RobertaModel) checkpoint -> an XLMRobertaForMaskedLM directory."""
+    import xlmr_plugin  # noqa: F401  lets torch >= 2.6 unpickle the checkpoint
+    from fairseq import checkpoint_utils
+
+    transformers = _transformers()
+    XLMRobertaConfig, XLMRobertaForMaskedLM = transformers.XLMRobertaConfig, transformers.XLMRobertaForMaskedLM
+
+    state = checkpoint_utils.load_checkpoint_to_cpu(str(checkpoint))
+    model_cfg, task_cfg = state["cfg"]["model"], state["cfg"]["task"]
+    spm_model, dict_path = _vocabulary(Path(data) if data else Path(task_cfg.data))
+    shape = sizes(state["model"])
+    check_xlmr_dictionary(spm_model, dict_path, shape["vocab"])
+    config = XLMRobertaConfig(
+        vocab_size=shape["vocab"], hidden_size=shape["width"], num_hidden_layers=shape["layers"],
+        num_attention_heads=model_cfg.encoder_attention_heads, intermediate_size=shape["ffn"],
+        max_position_embeddings=shape["positions"], type_vocab_size=1, layer_norm_eps=1e-5,
+        hidden_act=model_cfg.activation_fn, hidden_dropout_prob=model_cfg.dropout,
+        attention_probs_dropout_prob=model_cfg.attention_dropout,
+        pad_token_id=1, bos_token_id=0, eos_token_id=2, architectures=["XLMRobertaForMaskedLM"],
+    )
+    model = XLMRobertaForMaskedLM(config)
+    missing, unexpected = model.load_state_dict(fairseq_to_hf(state["model"]), strict=False)
+    missing = [k for k in missing if not k.endswith("position_ids")]
+    if missing or unexpected:
+        raise ConversionError(f"{checkpoint}: missing {missing}, unexpected {unexpected} in the HF model")
+    tmp = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    shutil.copyfile(spm_model, tmp / "sentencepiece.bpe.model")
+    shutil.copyfile(dict_path, tmp / "dict.txt")  # keeps the piece counts for the way back
+    transformers.XLMRobertaTokenizer.from_pretrained(tmp).save_pretrained(tmp)
+    publish_directory(tmp, out)
+
+
+def _release_cfg(shape: dict, heads: int, config) -> object:
+    """The training config a release checkpoint carries: the plugin's task and model."""
+    from fairseq import options
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+    argv = [
+        ".", "--user-dir", str(PLUGIN_DIR), "--task", "xlmr_mlm", "--criterion", "xlmr_masked_lm",
+        "--arch", "xlmr_base", "--encoder-layers", str(shape["layers"]),
+        "--encoder-embed-dim", str(shape["width"]), "--encoder-ffn-embed-dim", str(shape["ffn"]),
+        "--encoder-attention-heads", str(heads), "--max-positions", str(shape["positions"] - 2),
+        "--activation-fn", config.hidden_act, "--dropout", str(config.hidden_dropout_prob),
+        "--attention-dropout", str(config.attention_probs_dropout_prob),
+    ]
+    return convert_namespace_to_omegaconf(options.parse_args_and_arch(options.get_training_parser(), argv))
+
+
+def import_hf(hf_dir: Path, out: Path) -> None:
+    """An XLMRobertaForMaskedLM directory -> the XLM-R release layout
+    (model.pt, dict.txt, sentencepiece.bpe.model) for `--restore-file` and probing."""
+    from preprocess.vocabulary import write_dictionary
+
+    XLMRobertaForMaskedLM = _transformers().XLMRobertaForMaskedLM
+
+    spm_model = hf_dir / "sentencepiece.bpe.model"
+    if not spm_model.exists():
+        raise ConversionError(f"{hf_dir}: no sentencepiece.bpe.model (XLM-R directories ship one)")
+    model = XLMRobertaForMaskedLM.from_pretrained(hf_dir)
+    if model.config.model_type != "xlm-roberta":
+        raise ConversionError(f"{hf_dir}: model_type {model.config.model_type}, expected xlm-roberta")
+    weights = hf_to_fairseq({k: v.detach().clone() for k, v in model.state_dict().items()})
+    shape = sizes(weights)
+    tmp = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    shutil.copyfile(spm_model, tmp / "sentencepiece.bpe.model")
+    if (hf_dir / "dict.txt").exists():
+        shutil.copyfile(hf_dir / "dict.txt", tmp / "dict.txt")
+    else:  # HF keeps no piece counts: all 1, so --freq-weighted-replacement draws uniformly
+        write_dictionary(spm_model, np.ones(shape["vocab"], dtype=np.int64), tmp / "dict.txt")
+    check_xlmr_dictionary(tmp / "sentencepiece.bpe.model", tmp / "dict.txt", shape["vocab"])
+    checkpoint = {
+        "cfg": _release_cfg(shape, model.config.num_attention_heads, model.config),
+        "model": weights,
+        "optimizer_history": [{"criterion_name": "XLMRMaskedLMLoss", "optimizer_name": "none",
+                               "lr_scheduler_state": {"best": None}, "num_updates": 0}],
+        "extra_state": {},
+        "last_optimizer_state": None,
+    }
+    torch.save(checkpoint, tmp / "model.pt")
+    publish_directory(tmp, out)
+
+
+def _run(fn, argv: Optional[list[str]], description: str, src: str, dest: str, data: bool) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)s | %(name)s | %(message)s")
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("src", type=Path, help=src)
+    parser.add_argument("out", type=Path, help=dest)
+    if data:
+        parser.add_argument("--data", type=Path, help="directory with dict.txt and spm.model (default: the checkpoint's task data)")
+    args = parser.parse_args(argv)
+    try:
+        fn(args.src, args.out, *([args.data] if data else []))
+    except ConversionError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}")
+    return 0
+
+
+def main_export(argv: Optional[list[str]] = None) -> int:
+    return _run(export_hf, argv, "fairseq XLM-R checkpoint -> Hugging Face XLMRobertaForMaskedLM directory",
+                "checkpoint (.pt)", "output directory", data=True)
+
+
+def main_import(argv: Optional[list[str]] = None) -> int:
+    return _run(import_hf, argv, "Hugging Face XLM-R directory -> XLM-R release layout (model.pt, dict.txt, "
+                "sentencepiece.bpe.model)", "Hugging Face directory", "output directory", data=False)
