@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import xlmr_plugin  # noqa: F401  (checkpoint loading under torch >= 2.6)
-from plugin_utils import CORPUS, PLUGIN, TINY, fairseq_cli, json_records, small_dest
+from conftest import CORPUS
+from plugin_utils import PLUGIN, TINY, fairseq_cli, json_records, small_dest
 from xlmr_plugin.hf_cli import export_hf, import_hf
 from xlmr_plugin.hf_conversion import FS, ConversionError, check_xlmr_dictionary, fairseq_to_hf
 

@@ -1,0 +1,18 @@
+"""fairseq plugin for XLM-R pretraining: ``fairseq-train DEST --user-dir xlmr_plugin``.
+
+Importing it registers the task ``xlmr_mlm``, the criterion ``xlmr_masked_lm``, the
+model ``xlmr_sdpa`` with the ``xlmr_*`` architectures and the optimizer
+``fused_adamw``; it also lets torch >= 2.6 load fairseq checkpoints, lets ``--bf16``
+train on GPUs and ends fairseq's prefetch thread cleanly at exit. ``XLMR`` is the
+Python API for probing a trained model.
+"""
+from . import bf16_on_gpu, checkpoint_safe_globals, clean_exit
+from .criterions import xlmr_masked_lm  # noqa: F401
+from .models import xlmr_sdpa  # noqa: F401
+from .optim import fused_adamw  # noqa: F401
+from .tasks import xlmr_mlm  # noqa: F401
+from .hub_interface import XLMR  # noqa: F401  (the Python API: XLMR.from_pretrained)
+
+checkpoint_safe_globals.allow_fairseq_checkpoints()
+bf16_on_gpu.install()
+clean_exit.install()

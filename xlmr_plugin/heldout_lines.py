@@ -1,0 +1,70 @@
+"""Held-out lines per language, from xlmr-prepare's shards or from raw text.
+
+What ``xlmr-eval-ppl`` and the masked-word accuracy read. Binarized: ``DATA/<lang>/
+<split>.{bin,idx}`` (the empty items that mark document ends are dropped). Raw:
+``DATA/<lang>.txt`` files in the CC-100 layout, or one ``<lang>.txt`` file; blank lines
+are document breaks and are dropped. Lines come out as ids ending in ``</s>``, without
+``<s>``; a line longer than the model takes is split into near-equal pieces, as in
+training.
+"""
+import logging
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import torch
+from fairseq.data import Dictionary, FairseqDataset, data_utils
+from fairseq.data.list_dataset import ListDataset
+
+from .data.split_long_lines_dataset import SplitLongLinesDataset
+
+logger = logging.getLogger(__name__)
+
+
+def available_languages(data: Path, split: str) -> List[str]:
+    """Languages of ``data``: folders with ``split`` shards, else ``*.txt`` files, sorted."""
+    if data.is_file():
+        return [data.name.split(".")[0]]
+    binarized = sorted(p.name for p in data.iterdir() if (p / f"{split}.idx").is_file())
+    return binarized or sorted(p.name[: -len(".txt")] for p in data.glob("*.txt"))
+
+
+def heldout_lines(
+    data: Path,
+    lang: str,
+    split: str,
+    dictionary: Dictionary,
+    encode: Callable[[str], torch.Tensor],
+    max_len: int,
+    max_lines: Optional[int] = None,
+) -> FairseqDataset:
+    """The first ``max_lines`` non-empty lines of ``lang``, each at most ``max_len`` ids.
+
+    ``encode`` turns raw text into ids ending in ``</s>`` (``XLMR.encode_line``).
+    """
+    shard = data / lang / split
+    if data.is_dir() and shard.with_suffix(".idx").is_file():
+        items = data_utils.load_indexed_dataset(str(shard), dictionary)
+        lines = [items[i] for i in range(len(items)) if items.sizes[i] > 1]
+    else:
+        path = data if data.is_file() else data / f"{lang}.txt"
+        if not path.is_file():
+            raise FileNotFoundError(f"language {lang}: neither {shard}.idx nor {path}")
+        with open(path, encoding="utf-8") as f:
+            texts = [line.strip() for line in f if line.strip()]
+        lines = [encode(text) for text in texts[:max_lines]]
+    lines = [line.long() for line in lines[:max_lines]]
+    if not lines:
+        raise ValueError(f"language {lang}: no non-empty line in {data} ({split})")
+    logger.info("%s: %d lines, %d tokens", lang, len(lines), sum(len(line) for line in lines))
+    return SplitLongLinesDataset.wrap_if_needed(ListDataset(lines, [len(line) for line in lines]), max_len)
+
+
+def load_heldout(
+    data: Path, langs: Optional[List[str]], split: str, dictionary: Dictionary,
+    encode: Callable[[str], torch.Tensor], max_len: int, max_lines: Optional[int] = None,
+) -> Dict[str, FairseqDataset]:
+    """:func:`heldout_lines` of each language in ``langs`` (default: all found in ``data``)."""
+    langs = langs or available_languages(data, split)
+    if not langs:
+        raise FileNotFoundError(f"{data}: no <lang>/{split}.idx shards and no <lang>.txt files")
+    return {lang: heldout_lines(data, lang, split, dictionary, encode, max_len, max_lines) for lang in langs}

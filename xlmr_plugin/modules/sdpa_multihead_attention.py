@@ -1,0 +1,82 @@
+"""Self-attention through ``torch.nn.functional.scaled_dot_product_attention``.
+
+Same parameters and maths as fairseq's MultiheadAttention; on GPU torch then picks the
+flash or memory-efficient kernel, which never materialises the T x T attention matrix.
+"""
+import logging
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from fairseq.modules import MultiheadAttention
+from torch import Tensor, nn
+
+logger = logging.getLogger(__name__)
+
+
+class SDPAMultiheadAttention(MultiheadAttention):
+    """fairseq's MultiheadAttention whose plain self-attention path runs SDPA.
+
+    Anything SDPA cannot express the same way (attention weights, incremental decoding,
+    an explicit attn_mask, bias_kv, zero attention) falls back to fairseq's code.
+    """
+
+    def forward(
+        self,
+        query: Tensor,
+        key: Optional[Tensor],
+        value: Optional[Tensor],
+        key_padding_mask: Optional[Tensor] = None,
+        incremental_state=None,
+        need_weights: bool = True,
+        static_kv: bool = False,
+        attn_mask: Optional[Tensor] = None,
+        before_softmax: bool = False,
+        need_head_weights: bool = False,
+    ) -> Tuple[Tensor, Optional[Tensor]]:
+        if (
+            need_weights or need_head_weights or before_softmax or static_kv
+            or incremental_state is not None or attn_mask is not None
+            or not self.self_attention or self.bias_k is not None or self.add_zero_attn
+        ):
+            return super().forward(
+                query, key, value, key_padding_mask=key_padding_mask,
+                incremental_state=incremental_state, need_weights=need_weights,
+                static_kv=static_kv, attn_mask=attn_mask, before_softmax=before_softmax,
+                need_head_weights=need_head_weights,
+            )
+        tgt_len, bsz, embed_dim = query.size()
+
+        def split_heads(x: Tensor) -> Tensor:
+            # T x B x C -> B x H x T x D
+            return x.view(tgt_len, bsz, self.num_heads, self.head_dim).permute(1, 2, 0, 3)
+
+        q = split_heads(self.q_proj(query))
+        k = split_heads(self.k_proj(query))
+        v = split_heads(self.v_proj(query))
+        mask = None
+        if key_padding_mask is not None:
+            # B x 1 x 1 x S, True where a key may be attended; the encoder passes None
+            # when the batch has no padding, which lets SDPA pick the flash kernel
+            mask = ~key_padding_mask.to(torch.bool).view(bsz, 1, 1, tgt_len)
+        dropout = self.dropout_module.p if self.training else 0.0
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        # B x H x T x D -> T x B x C
+        x = x.permute(2, 0, 1, 3).reshape(tgt_len, bsz, embed_dim)
+        return self.out_proj(x), None
+
+
+def use_sdpa_attention(model: nn.Module) -> int:
+    """Switch every fairseq MultiheadAttention in ``model`` to the SDPA path, in place.
+
+    SDPAMultiheadAttention adds no state, so changing the class keeps parameters,
+    state-dict keys and any wrappers (activation checkpointing, FSDP) untouched.
+    Returns how many modules were switched.
+    """
+    switched = 0
+    for module in model.modules():
+        if type(module) is MultiheadAttention:
+            module.__class__ = SDPAMultiheadAttention
+            switched += 1
+    logger.info("attention: scaled_dot_product_attention in %d modules", switched)
+    return switched
