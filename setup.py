@@ -31,6 +31,7 @@ setup(
             "xlmr-sweep=slurm.sweep:main",
             "xlmr-export-hf=xlmr_plugin.hf_cli:main_export",
             "xlmr-import-hf=xlmr_plugin.hf_cli:main_import",
+            "xlmr-eval-ppl=xlmr_plugin.eval_ppl:main",
         ],
     },
 )

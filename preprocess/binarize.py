@@ -17,7 +17,7 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from itertools import chain
 from pathlib import Path
-from typing import Optional
+from typing import BinaryIO, Iterable, Iterator, Optional
 
 import numpy as np
 import sentencepiece as spm
@@ -25,7 +25,7 @@ from fairseq.data import Dictionary
 from fairseq.data.indexed_dataset import MMapIndexedDataset, best_fitting_int_dtype
 
 from preprocess.atomic import publish_directory
-from preprocess.corpus import iter_split
+from preprocess.corpus import CorpusError, iter_split, open_binary
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class Encoder:
         return np.concatenate(parts), new_sizes
 
 
-class _ShardWriter:
+class ShardWriter:
     """Streams batches into `<prefix>.bin` and writes fairseq's `<prefix>.idx`."""
 
     def __init__(self, prefix: Path, dtype: type):
@@ -148,6 +148,37 @@ def finished(dest: Path, lang: str, expected: dict) -> Optional[LanguageStats]:
     return stats if stats.fingerprint == expected else None
 
 
+def _encode_documents(
+    encoder: Encoder, documents: Iterable[tuple[bool, list[str]]], out: Path, stats: LanguageStats, batch_lines: int
+) -> None:
+    """Write `out/{train,valid}.{bin,idx}` from (is_valid, document) pairs, counting into `stats`."""
+    writers = {s: ShardWriter(out / s, encoder.dtype) for s in SPLITS}
+    pending: dict[str, list[str]] = {s: [] for s in SPLITS}
+
+    def flush(split: str) -> None:
+        if pending[split]:
+            writers[split].add(*encoder.encode(pending[split]))
+            pending[split] = []
+
+    for is_valid, doc in documents:
+        split = SPLITS[is_valid]
+        stats.splits[split].documents += 1
+        stats.splits[split].lines += len(doc)
+        pending[split] += doc + [""]  # the empty item after a document is fairseq's document break
+        if len(pending[split]) >= batch_lines:
+            flush(split)
+    for split in SPLITS:
+        flush(split)
+        stats.splits[split].tokens = writers[split].close()
+
+
+def _fresh_directory(path: Path) -> Path:
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
+
+
 def binarize_language(
     lang: str,
     source: Path,
@@ -164,29 +195,132 @@ def binarize_language(
     the end, so an interrupted run leaves nothing fairseq or a rerun would take
     for finished."""
     encoder = Encoder(dest / "spm.model", dest / "dict.txt", threads)
-    tmp = dest / ".partial" / lang
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    tmp = _fresh_directory(dest / ".partial" / lang)
     stats = LanguageStats(lang, fingerprint)
-    writers = {s: _ShardWriter(tmp / s, encoder.dtype) for s in SPLITS}
-    pending: dict[str, list[str]] = {s: [] for s in SPLITS}
-
-    def flush(split: str) -> None:
-        if pending[split]:
-            writers[split].add(*encoder.encode(pending[split]))
-            pending[split] = []
-
-    for is_valid, doc in iter_split(source, valid_ids, skip_invalid):
-        split = SPLITS[is_valid]
-        stats.splits[split].documents += 1
-        stats.splits[split].lines += len(doc)
-        pending[split] += doc + [""]  # the empty item after a document is fairseq's document break
-        if len(pending[split]) >= batch_lines:
-            flush(split)
-    for split in SPLITS:
-        flush(split)
-        stats.splits[split].tokens = writers[split].close()
+    _encode_documents(encoder, iter_split(source, valid_ids, skip_invalid), tmp, stats, batch_lines)
     (tmp / MARKER).write_text(json.dumps(asdict(stats), indent=1))
     publish_directory(tmp, dest / lang)
+    return stats
+
+
+# A language too large for one task is cut into shards of consecutive documents,
+# binarized in parallel and concatenated: fairseq's shards are their items' tokens
+# back to back (.bin) and the items' sizes (.idx), so the concatenation of the
+# shards' files is byte for byte the file one task would have written.
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Documents [first, end) of a language file; document `first` starts at byte `offset`."""
+
+    lang: str
+    index: int
+    first: int
+    end: int
+    offset: int
+
+
+def _text_lines(f: BinaryIO) -> Iterator[tuple[int, Optional[str]]]:
+    """(byte length, text) of each line, text None where it is not UTF-8; as corpus.iter_lines reads it."""
+    for raw in f:
+        try:
+            text: Optional[str] = raw.decode("utf-8").rstrip("\n").rstrip("\r").replace("\r", " ")
+        except UnicodeDecodeError:
+            text = None
+        yield len(raw), text
+
+
+def plan_shards(lang: str, source: Path, documents: int, count: int) -> list[Shard]:
+    """Cut `documents` into `count` runs of (nearly) equal length; one pass over the file
+    finds where each run starts, so that every shard task seeks instead of re-reading."""
+    count = max(1, min(count, documents))
+    firsts = [documents * k // count for k in range(count)] + [documents]
+    offsets, position, doc, in_doc = {0: 0}, 0, 0, False
+    wanted = set(firsts[1:-1])
+    with open_binary(source) as f:
+        for size, text in _text_lines(f):
+            if text is not None and text.strip():
+                if not in_doc:
+                    if doc in wanted:
+                        offsets[doc] = position
+                    doc, in_doc = doc + 1, True
+            elif text is not None:
+                in_doc = False
+            position += size
+    return [Shard(lang, k, firsts[k], firsts[k + 1], offsets[firsts[k]]) for k in range(count)]
+
+
+def _shard_documents(source: Path, shard: Shard, valid: set, skip_invalid: bool) -> Iterator[tuple[bool, list[str]]]:
+    """(is_valid, document) for the shard's documents, as corpus.iter_split yields them."""
+    doc: list[str] = []
+    index = shard.first
+    with open_binary(source) as f:
+        f.seek(shard.offset)
+        for _, text in _text_lines(f):
+            if text is None:
+                if not skip_invalid:
+                    raise CorpusError(f"{source}: invalid UTF-8 in document {index}; fix the file or pass --skip-invalid")
+            elif text.strip():
+                doc.append(text)
+            elif doc:
+                yield index in valid, doc
+                doc, index = [], index + 1
+                if index == shard.end:
+                    return
+        if doc:
+            yield index in valid, doc
+
+
+def shard_directory(dest: Path, shard: Shard) -> Path:
+    return dest / ".partial" / f"{shard.lang}.shards" / f"{shard.index:05d}"
+
+
+def binarize_shard(
+    shard: Shard,
+    source: Path,
+    dest: Path,
+    valid_ids: np.ndarray,
+    fingerprint: dict,
+    skip_invalid: bool = False,
+    threads: int = 1,
+    batch_lines: int = 8192,
+) -> LanguageStats:
+    """Binarize one shard into `shard_directory(dest, shard)`; a shard already done with
+    the same fingerprint is kept, so a resubmitted array redoes only what failed."""
+    out = shard_directory(dest, shard)
+    expected = {**fingerprint, "shard": asdict(shard)}
+    if (out / MARKER).exists() and (done := LanguageStats.load(out / MARKER)).fingerprint == expected:
+        return done
+    encoder = Encoder(dest / "spm.model", dest / "dict.txt", threads)
+    tmp = _fresh_directory(out.with_name(out.name + ".tmp"))
+    stats = LanguageStats(shard.lang, expected)
+    valid = set(valid_ids.tolist())
+    _encode_documents(encoder, _shard_documents(source, shard, valid, skip_invalid), tmp, stats, batch_lines)
+    (tmp / MARKER).write_text(json.dumps(asdict(stats), indent=1))
+    publish_directory(tmp, out)
+    return stats
+
+
+def merge_shards(lang: str, dest: Path, shards: list[Shard], fingerprint: dict) -> LanguageStats:
+    """Concatenate the shards' splits into `dest/<lang>` as one task would have written it
+    (fairseq's MMapIndexedDatasetBuilder.merge_file_, without a Python loop over sizes)."""
+    parts = [shard_directory(dest, s) for s in sorted(shards, key=lambda s: s.index)]
+    tmp = _fresh_directory(dest / ".partial" / lang)
+    stats = LanguageStats(lang, fingerprint)
+    for split in SPLITS:
+        indexes = [MMapIndexedDataset.Index(str(p / f"{split}.idx")) for p in parts]
+        with open(tmp / f"{split}.bin", "wb") as out:
+            for part in parts:
+                with open(part / f"{split}.bin", "rb") as f:
+                    shutil.copyfileobj(f, out, 1 << 24)
+        with MMapIndexedDataset.Index.writer(str(tmp / f"{split}.idx"), indexes[0].dtype) as index:
+            index.write(np.concatenate([i.sizes for i in indexes]))
+        for part in parts:
+            counted = LanguageStats.load(part / MARKER).splits[split]
+            total = stats.splits[split]
+            total.documents, total.lines = total.documents + counted.documents, total.lines + counted.lines
+            total.tokens += counted.tokens
+    (tmp / MARKER).write_text(json.dumps(asdict(stats), indent=1))
+    publish_directory(tmp, dest / lang)
+    shutil.rmtree(parts[0].parent)
     return stats

@@ -24,6 +24,8 @@ from tqdm import tqdm
 
 from preprocess import binarize, corpus, report, sampling, vocabulary
 from preprocess.atomic import atomic_path
+from slurm import executor as slurm_executor
+from slurm import retrying_array
 
 logger = logging.getLogger("xlmr-prepare")
 
@@ -43,6 +45,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel processes (default: all cores)")
     parser.add_argument("--seed", type=int, default=1, help="seeds the valid split and the vocabulary sample")
     parser.add_argument("--skip-invalid", action="store_true", help="drop lines that are not UTF-8 (counted) instead of failing")
+    parser.add_argument("--shard-gb", type=float, default=4.0,
+                        help="a language file larger than this is binarized as shards in parallel, then merged")
+    slurm_executor.add_arguments(parser, cpus=4, mem_gb=16, time_min=24 * 60)
     args = parser.parse_args(argv)
     if (args.spm_model is None) != (args.dict is None):
         parser.error("--spm-model and --dict go together")
@@ -50,6 +55,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
         parser.error("--valid-docs must be at least 1")
     if args.workers < 1:
         parser.error("--workers must be at least 1")
+    if args.shard_gb <= 0:
+        parser.error("--shard-gb must be positive")
     return args
 
 
@@ -60,6 +67,27 @@ def _parallel(pool: Executor, fn: Callable, jobs: Iterable[tuple], desc: str) ->
         for future in futures:
             future.add_done_callback(lambda _: bar.update())
         return [f.result() for f in futures]
+
+
+def _call(fn: Callable, *args):
+    return fn(*args)
+
+
+def binarize_tasks(args, todo: list[corpus.LanguageFile], scans: dict, fingerprints: dict, threads: int):
+    """One task per language, or per shard of a language larger than --shard-gb; and the
+    shards of each sharded language, to merge once its tasks are done."""
+    tasks, shards = [], {}
+    for f in todo:
+        common = (f.path, args.dest, _valid_ids(scans[f.lang], args), fingerprints[f.lang], args.skip_invalid, threads)
+        count = int(np.ceil(f.path.stat().st_size / (args.shard_gb * 2**30)))
+        if count < 2:
+            tasks.append(retrying_array.Task(f.lang, binarize.binarize_language, (f.lang, *common)))
+            continue
+        shards[f.lang] = binarize.plan_shards(f.lang, f.path, scans[f.lang].documents, count)
+        logger.info("%s: %d shards of about %d documents", f.lang, len(shards[f.lang]), shards[f.lang][0].end)
+        for shard in shards[f.lang]:
+            tasks.append(retrying_array.Task(f"{f.lang}/{shard.index}", binarize.binarize_shard, (shard, *common)))
+    return tasks, shards
 
 
 def _valid_ids(scan: corpus.LanguageScan, args: argparse.Namespace) -> np.ndarray:
@@ -180,13 +208,18 @@ def run(args: argparse.Namespace) -> list[binarize.LanguageStats]:
         done = {f.lang: binarize.finished(args.dest, f.lang, fingerprints[f.lang]) for f in files}
         todo = [f for f in files if done[f.lang] is None]
         scan(todo)
-        threads = max(1, args.workers // max(1, len(todo)))
-        jobs = [
-            (f.lang, f.path, args.dest, _valid_ids(scans[f.lang], args), fingerprints[f.lang], args.skip_invalid, threads)
-            for f in todo
-        ]
-        for result in _parallel(pool, binarize.binarize_language, jobs, "binarize"):
-            done[result.lang] = result
+        threads = args.cpus_per_task if args.executor == "slurm" else max(1, args.workers // max(1, len(todo)))
+        tasks, shards = binarize_tasks(args, todo, scans, fingerprints, threads)
+        if args.executor == "slurm":
+            executor = slurm_executor.slurm_executor(args, args.dest / ".slurm", "xlmr-binarize")
+            results = retrying_array.run(executor, tasks, "binarize (SLURM array)") if tasks else []
+        else:
+            results = _parallel(pool, _call, [(t.fn, *t.args) for t in tasks], "binarize")
+        for result in results:
+            if result.lang not in shards:
+                done[result.lang] = result
+        for lang, parts in shards.items():
+            done[lang] = binarize.merge_shards(lang, args.dest, parts, fingerprints[lang])
     partial = args.dest / ".partial"
     if partial.exists() and not any(partial.iterdir()):
         partial.rmdir()
@@ -207,7 +240,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     try:
         run(args)
-    except (corpus.CorpusError, vocabulary.VocabularyError) as e:
+    except (corpus.CorpusError, vocabulary.VocabularyError, retrying_array.ArrayFailed) as e:
         print(f"xlmr-prepare: error: {e}", file=sys.stderr)
         return 2
     return 0

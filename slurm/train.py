@@ -1,0 +1,135 @@
+"""`xlmr-train DATA --run-dir RUN`: submit fairseq-train over N nodes x G GPUs.
+
+One task per GPU; fp16 (or bf16) with the fused optimizer; `--preset base|large`
+gives the paper's recipe with `--update-freq` derived so that every update sees
+8192 sequences whatever the number of GPUs. Any other argument is passed to
+fairseq-train and wins over the preset. A job at its time limit or preempted is
+requeued and resumes from RUN/checkpoints/checkpoint_last.pt.
+
+RUN/train.log     fairseq's log (rank 0)      RUN/checkpoints/  fairseq's checkpoints
+RUN/slurm/<job>/  submitit's logs             RUN/job_id        the last job submitted
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+from slurm import executor as slurm_executor
+from slurm import recipes, retrying_array, train_status
+from slurm.fairseq_train_job import CPU_DISTRIBUTED, FairseqTrainJob
+
+logger = logging.getLogger("xlmr-train")
+
+
+def plugin_dir() -> str:
+    """xlmr_plugin's folder for --user-dir, found without importing fairseq."""
+    return importlib.util.find_spec("xlmr_plugin").submodule_search_locations[0]
+
+
+def add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options `xlmr-train` and `xlmr-sweep` share."""
+    parser.add_argument("data", nargs="?", type=Path, help="output folder of xlmr-prepare")
+    parser.add_argument("--preset", choices=sorted(recipes.PRESETS), help="the paper's recipe (see slurm/recipes.py)")
+    parser.add_argument("--nodes", type=int, default=1)
+    parser.add_argument("--gpus-per-node", type=int, default=8, help="one task per GPU; 0 trains on CPUs")
+    parser.add_argument("--tasks-per-node", type=int, default=1, help="with --gpus-per-node 0: CPU processes per node")
+    parser.add_argument("--precision", choices=("fp16", "bf16", "fp32"), default="fp16", help="on GPUs")
+    parser.add_argument("--total-batch", type=int, default=recipes.TOTAL_BATCH,
+                        help="with --preset: sequences per update, kept whatever the number of GPUs")
+    parser.add_argument("--save-interval-updates", type=int, default=1000,
+                        help="checkpoint every N updates: at most N updates are redone after a preemption")
+    parser.add_argument("--wait", action="store_true", help="wait for the job and report how it ended")
+    slurm_executor.add_arguments(parser, cpus=10, mem_gb=0, time_min=72 * 60)
+
+
+def world_size(args: argparse.Namespace) -> int:
+    return args.nodes * (args.gpus_per_node or args.tasks_per_node)
+
+
+def fairseq_arguments(args: argparse.Namespace, extra: list[str], run_dir: Path) -> list[str]:
+    """The fairseq-train arguments of this run: preset, hardware, batch, then `extra`."""
+    base = [str(args.data), "--user-dir", plugin_dir(), "--save-dir", str(run_dir / "checkpoints")]
+    if args.gpus_per_node > 0:
+        base += {"fp16": ["--fp16"], "bf16": ["--bf16"], "fp32": []}[args.precision]
+    else:
+        base += CPU_DISTRIBUTED if world_size(args) > 1 else ["--cpu"]
+    if args.preset:
+        preset = recipes.PRESETS[args.preset]
+        base += recipes.preset_arguments(preset, args.save_interval_updates)
+        batch = int(recipes.flag_value(extra, "--batch-size") or preset.batch_per_gpu)
+        freq = recipes.update_freq(args.total_batch, world_size(args), batch)
+        base += ["--batch-size", str(batch), "--update-freq", str(freq)]
+    else:
+        base += ["--save-interval-updates", str(args.save_interval_updates)]
+    return recipes.merge(base, extra)
+
+
+def make_executor(args: argparse.Namespace, folder: Path, name: str):
+    parameters = dict(nodes=args.nodes, tasks_per_node=args.gpus_per_node or args.tasks_per_node,
+                      slurm_signal_delay_s=120, slurm_srun_args=["--kill-on-bad-exit=1"])
+    if args.gpus_per_node > 0:
+        parameters["gpus_per_node"] = args.gpus_per_node
+    return slurm_executor.slurm_executor(args, folder, name, **parameters)
+
+
+def announce(job, run_dir: Path) -> None:
+    """What the user needs to find and follow the run."""
+    (run_dir / "job_id").write_text(f"{job.job_id}\n")
+    print(f"submitted job {job.job_id}")
+    print(f"  training log: {run_dir / 'train.log'}")
+    print(f"  SLURM logs:   {job.paths.stdout}\n                {job.paths.stderr}")
+    print(f"  follow:       tail -f {run_dir / 'train.log'}")
+    print(f"  status:       xlmr-train --status {job.job_id}   (or --status {run_dir})")
+
+
+def wait_and_report(jobs: list, run_dirs: list[Path]) -> int:
+    """Wait for the jobs; print each one's status, and the error and log of a failed one."""
+    retrying_array.wait(jobs, "training")
+    failed = 0
+    for job, run_dir in zip(jobs, run_dirs):
+        result = train_status.read_status(run_dir / "train.log")
+        result.state = f"{retrying_array.scheduler_state(job.job_id) or 'ended'} (job {job.job_id})"
+        print("\n".join([f"job {job.job_id}:", *result.lines()]))
+        why = retrying_array.failure(job)
+        if why is not None:
+            failed += 1
+            print(f"xlmr-train: job {job.job_id} failed: {result.error or why}\n  see {run_dir / 'train.log'} "
+                  f"and {job.paths.stderr}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)s | %(name)s | %(message)s")
+    parser = argparse.ArgumentParser(prog="xlmr-train", description=__doc__.split("\n\n")[0], allow_abbrev=False,
+                                     epilog="Other arguments go to fairseq-train.")
+    parser.add_argument("--status", metavar="JOB|RUN_DIR", help="report updates, loss, words/s and the last checkpoint")
+    parser.add_argument("--run-dir", type=Path, help="where checkpoints and logs go")
+    add_training_arguments(parser)
+    args, extra = parser.parse_known_args(argv)
+    if args.status:
+        print("\n".join(train_status.status(args.status).lines()))
+        return 0
+    if args.data is None or args.run_dir is None:
+        parser.error("DATA and --run-dir are required (or --status)")
+    run_dir = args.run_dir.resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    job = FairseqTrainJob(fairseq_arguments(args, extra, run_dir), world_size(args), run_dir / "train.log")
+    if args.executor == "local":
+        if args.gpus_per_node == 0 and world_size(args) > 1:
+            parser.error("--executor local trains on CPU with one process")
+        job()
+        print("\n".join(train_status.read_status(run_dir / "train.log").lines()))
+        return 0
+    executor = make_executor(args, run_dir / "slurm", f"xlmr-{run_dir.name}")
+    executor.update_parameters(slurm_comment=str(run_dir))
+    submitted = executor.submit(job)
+    announce(submitted, run_dir)
+    return wait_and_report([submitted], [run_dir]) if args.wait else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""`xlmr-train --status JOB|RUN_DIR`: where a run stands, read from its log.
+
+fairseq-train logs one JSON record per --log-interval (`| INFO | train_inner | {...}`)
+and a line per saved checkpoint; the last of each is the state of the run.
+"""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from slurm.retrying_array import scheduler_state
+
+_SAVED = re.compile(r"Saved checkpoint (\S+) \(epoch (\d+) @ (\d+) updates")
+_RECORD = re.compile(r"\| INFO \| (train_inner|train|valid) \| (\{.*\})")
+
+
+@dataclass
+class RunStatus:
+    log: Path
+    state: str = ""
+    updates: Optional[int] = None
+    loss: Optional[float] = None
+    wps: Optional[float] = None
+    last_checkpoint: Optional[str] = None
+    checkpoint_updates: Optional[int] = None
+    error: Optional[str] = None
+
+    def lines(self) -> list[str]:
+        rows = [("state", self.state or "unknown (not in the queue)"), ("log", str(self.log)),
+                ("updates", self.updates), ("loss", self.loss), ("words/s", self.wps),
+                ("last checkpoint", f"{self.last_checkpoint} ({self.checkpoint_updates} updates)"
+                 if self.last_checkpoint else None)]
+        if self.error:
+            rows.append(("error", self.error))
+        return [f"{name:>16}: {'-' if value is None else value}" for name, value in rows]
+
+
+def read_status(log: Path) -> RunStatus:
+    status = RunStatus(log)
+    if not log.exists():
+        return status
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        if (m := _RECORD.search(line)) and m.group(1) != "valid":
+            record = json.loads(m.group(2))
+            status.updates = int(record.get("num_updates", status.updates or 0))
+            status.loss = float(record.get("loss", status.loss or 0))
+            status.wps = float(record.get("wps", status.wps or 0))
+        elif m := _SAVED.search(line):
+            status.last_checkpoint, status.checkpoint_updates = m.group(1), int(m.group(3))
+        elif line.startswith(("Traceback", "RuntimeError", "FileNotFoundError", "ValueError", "AssertionError")) or "Error: " in line:
+            status.error = line.strip()
+    return status
+
+
+def run_directory(job_or_dir: str) -> Path:
+    """A run directory as given, or the one SLURM holds in the job's comment."""
+    if Path(job_or_dir).is_dir():
+        return Path(job_or_dir)
+    shown = subprocess.run(["scontrol", "show", "job", job_or_dir], capture_output=True, text=True)
+    comment = re.search(r"Comment=(\S+)", shown.stdout)
+    if shown.returncode != 0 or comment is None:
+        raise SystemExit(f"xlmr-train: job {job_or_dir} is not known to SLURM any more: pass its run directory instead")
+    return Path(comment.group(1))
+
+
+def job_of(run_dir: Path) -> Optional[str]:
+    job = run_dir / "job_id"
+    return job.read_text().strip() if job.exists() else None
+
+
+def status(job_or_dir: str) -> RunStatus:
+    run_dir = run_directory(job_or_dir)
+    result = read_status(run_dir / "train.log")
+    job_id = job_of(run_dir)
+    if job_id:
+        result.state = f"{scheduler_state(job_id)} (job {job_id})"
+    return result

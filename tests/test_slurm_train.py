@@ -1,0 +1,115 @@
+"""xlmr-train on a real one-node cluster: a 2-task CPU job (gloo) against a local
+2-process run, a job requeued mid-run against an uninterrupted one, a failing job;
+and the preset arithmetic."""
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from slurm import recipes, train
+from slurm.fairseq_train_job import fairseq_train_command
+from slurm_cluster import slurm_cluster  # noqa: F401  (the fixture)
+
+# a 2-layer width-64 model on two languages, one update a few tens of milliseconds
+TINY = [
+    "--task", "xlmr_mlm", "--langs", "el,ja", "--criterion", "xlmr_masked_lm", "--arch", "xlmr_tiny",
+    "--tokens-per-sample", "64", "--optimizer", "adam", "--lr", "1e-3", "--lr-scheduler", "polynomial_decay",
+    "--warmup-updates", "5", "--total-num-update", "300", "--batch-size", "8", "--log-format", "json",
+    "--log-interval", "1", "--num-workers", "0", "--seed", "3", "--required-batch-size-multiple", "1",
+    "--disable-validation", "--no-epoch-checkpoints",
+]
+SLURM = ["--executor", "slurm", "--gpus-per-node", "0", "--cpus-per-task", "1", "--mem-gb", "3", "--time", "5"]
+
+
+def losses(log: str) -> list[tuple[int, float]]:
+    """(update, loss) of every train_inner record of a fairseq json log."""
+    records = [json.loads(m) for m in re.findall(r"\| INFO \| train_inner \| (\{.*\})", log)]
+    return [(int(r["num_updates"]), float(r["loss"])) for r in records]
+
+
+def xlmr_train(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(Path(sys.executable).with_name("xlmr-train")), *map(str, argv)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_two_cpu_tasks_match_local_two_process_run(slurm_cluster, xlmr_data, tmp_path):
+    run = xlmr_train(xlmr_data, "--run-dir", tmp_path / "slurm", *SLURM, "--tasks-per-node", "2", "--wait",
+                     *TINY, "--max-update", "12", "--save-interval-updates", "6")
+    assert run.returncode == 0, run.stdout + run.stderr
+    job = re.search(r"submitted job (\d+)", run.stdout).group(1)
+    assert f"slurm/{job}/{job}_0_log.out" in run.stdout and "tail -f" in run.stdout
+    on_slurm = losses((tmp_path / "slurm" / "train.log").read_text())
+
+    with socket.socket() as s:
+        s.bind(("", 0))
+        port = s.getsockname()[1]
+    common = [xlmr_data, "--user-dir", train.plugin_dir(), "--cpu", "--distributed-backend", "gloo",
+              "--ddp-backend", "legacy_ddp", "--distributed-world-size", "2", "--distributed-no-spawn",
+              "--distributed-init-method", f"tcp://localhost:{port}", "--save-dir", tmp_path / "local",
+              *TINY, "--max-update", "12"]
+    ranks = [subprocess.Popen(fairseq_train_command() + [str(a) for a in common] + ["--distributed-rank", str(r)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for r in (0, 1)]
+    local = losses(ranks[0].communicate(timeout=300)[0])
+    assert [p.wait() for p in ranks] == [0, 0]
+    assert [u for u, _ in on_slurm] == list(range(1, 13))
+    assert on_slurm == local
+
+    status = xlmr_train("--status", job)
+    assert re.search(r"updates: 12\n", status.stdout) and f"loss: {on_slurm[-1][1]}" in status.stdout
+    assert "checkpoint_1_12.pt (12 updates)" in status.stdout, status.stdout
+
+
+def test_requeued_job_resumes_and_ends_as_uninterrupted(slurm_cluster, xlmr_data, tmp_path):
+    args = [*TINY, "--max-update", "300", "--save-interval-updates", "50"]
+    straight = xlmr_train(xlmr_data, "--run-dir", tmp_path / "straight", "--executor", "local", "--gpus-per-node", "0", *args)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    reference = losses((tmp_path / "straight" / "train.log").read_text())
+
+    run_dir = tmp_path / "requeued"
+    submitted = xlmr_train(xlmr_data, "--run-dir", run_dir, *SLURM, *args)
+    job = re.search(r"submitted job (\d+)", submitted.stdout).group(1)
+    deadline = time.time() + 180
+    while time.time() < deadline:  # requeue once past the first checkpoint, before the second
+        done = losses((run_dir / "train.log").read_text()) if (run_dir / "train.log").exists() else []
+        if done and done[-1][0] >= 60:
+            break
+        time.sleep(0.2)
+    assert done and 60 <= done[-1][0] < 100, "the job must be stopped between checkpoints 50 and 100"
+    subprocess.run(["scontrol", "requeue", job], check=True)
+    finished = xlmr_train("--status", run_dir)
+    while "updates: 300" not in finished.stdout and time.time() < deadline + 240:
+        time.sleep(2)
+        finished = xlmr_train("--status", run_dir)
+    log = (run_dir / "train.log").read_text()
+    assert "updates: 300" in finished.stdout, log[-3000:]
+    assert log.count("Loaded checkpoint") == 1 and "(epoch 1 @ 50 updates)" in log.split("Loaded checkpoint")[1]
+    runs = log.split("Loaded checkpoint")
+    assert losses(runs[1]) == reference[50:]  # after the restart: the uninterrupted run's updates 51..300
+    assert losses(runs[0])[:50] == reference[:50]
+
+
+def test_failing_job_shows_error_and_log(slurm_cluster, xlmr_data, tmp_path):
+    run = xlmr_train(xlmr_data, "--run-dir", tmp_path / "bad", *SLURM, "--wait", *TINY, "--langs", "el,xx")
+    assert run.returncode == 1
+    assert "--langs: no training data for xx" in run.stderr
+    assert f"see {tmp_path / 'bad' / 'train.log'}" in run.stderr
+
+
+def test_preset_holds_total_batch_and_extra_arguments_win(tmp_path):
+    assert recipes.update_freq(8192, 64, 32) == 4  # 64 V100s x 32 x 4 = 8192 (Base)
+    assert recipes.update_freq(8192, 2 * 8, 16) == 32  # 2 nodes x 8 GPUs x 16 x 32 (Large)
+    parser = __import__("argparse").ArgumentParser()
+    train.add_training_arguments(parser)
+    args, extra = parser.parse_known_args(["DATA", "--preset", "large", "--nodes", "4", "--gpus-per-node", "8",
+                                           "--bf16", "--lr", "1e-4", "--batch-size", "8"])
+    argv = train.fairseq_arguments(args, extra, tmp_path)
+    assert recipes.flag_value(argv, "--update-freq") == "32"  # 4 x 8 x 8 x 32 = 8192
+    assert recipes.flag_value(argv, "--lr") == "1e-4" and argv.count("--lr") == 1
+    assert "--bf16" in argv and "--fp16" not in argv
+    assert recipes.flag_value(argv, "--warmup-updates") == "30000" and recipes.flag_value(argv, "--clip-norm") == "0.0"
