@@ -17,7 +17,7 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from itertools import chain
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator, Optional
+from typing import Iterable, Iterator, Optional
 
 import numpy as np
 import sentencepiece as spm
@@ -25,7 +25,7 @@ from fairseq.data import Dictionary
 from fairseq.data.indexed_dataset import MMapIndexedDataset, best_fitting_int_dtype
 
 from preprocess.atomic import publish_directory
-from preprocess.corpus import CorpusError, iter_split, open_binary
+from preprocess.corpus import decoded_lines, iter_documents, iter_split
 
 logger = logging.getLogger(__name__)
 
@@ -220,16 +220,6 @@ class Shard:
     offset: int
 
 
-def _text_lines(f: BinaryIO) -> Iterator[tuple[int, Optional[str]]]:
-    """(byte length, text) of each line, text None where it is not UTF-8; as corpus.iter_lines reads it."""
-    for raw in f:
-        try:
-            text: Optional[str] = raw.decode("utf-8").rstrip("\n").rstrip("\r").replace("\r", " ")
-        except UnicodeDecodeError:
-            text = None
-        yield len(raw), text
-
-
 def plan_shards(lang: str, source: Path, documents: int, count: int) -> list[Shard]:
     """Cut `documents` into `count` runs of (nearly) equal length; one pass over the file
     finds where each run starts, so that every shard task seeks instead of re-reading."""
@@ -237,38 +227,23 @@ def plan_shards(lang: str, source: Path, documents: int, count: int) -> list[Sha
     firsts = [documents * k // count for k in range(count)] + [documents]
     offsets, position, doc, in_doc = {0: 0}, 0, 0, False
     wanted = set(firsts[1:-1])
-    with open_binary(source) as f:
-        for size, text in _text_lines(f):
-            if text is not None and text.strip():
-                if not in_doc:
-                    if doc in wanted:
-                        offsets[doc] = position
-                    doc, in_doc = doc + 1, True
-            elif text is not None:
-                in_doc = False
-            position += size
+    for raw, text in decoded_lines(source):
+        if text is not None and text.strip():
+            if not in_doc:
+                if doc in wanted:
+                    offsets[doc] = position
+                doc, in_doc = doc + 1, True
+        elif text is not None:
+            in_doc = False
+        position += len(raw)
     return [Shard(lang, k, firsts[k], firsts[k + 1], offsets[firsts[k]]) for k in range(count)]
 
 
 def _shard_documents(source: Path, shard: Shard, valid: set, skip_invalid: bool) -> Iterator[tuple[bool, list[str]]]:
     """(is_valid, document) for the shard's documents, as corpus.iter_split yields them."""
-    doc: list[str] = []
-    index = shard.first
-    with open_binary(source) as f:
-        f.seek(shard.offset)
-        for _, text in _text_lines(f):
-            if text is None:
-                if not skip_invalid:
-                    raise CorpusError(f"{source}: invalid UTF-8 in document {index}; fix the file or pass --skip-invalid")
-            elif text.strip():
-                doc.append(text)
-            elif doc:
-                yield index in valid, doc
-                doc, index = [], index + 1
-                if index == shard.end:
-                    return
-        if doc:
-            yield index in valid, doc
+    documents = iter_documents(source, skip_invalid, offset=shard.offset)
+    for index, doc in zip(range(shard.first, shard.end), documents):
+        yield index in valid, doc
 
 
 def shard_directory(dest: Path, shard: Shard) -> Path:

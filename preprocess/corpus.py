@@ -85,32 +85,40 @@ def open_binary(path: Path) -> BinaryIO:
     return open(path, "rb")
 
 
-def iter_lines(path: Path, skip_invalid: bool = False) -> Iterator[Optional[str]]:
-    """Decoded lines without their line ending; None for a line skipped as invalid.
-
-    A stray carriage return becomes a space: the text files we hand to other tools
-    are read with universal newlines, which would split a line there.
-    """
+def decoded_lines(path: Path, offset: int = 0) -> Iterator[tuple[bytes, Optional[str]]]:
+    """(raw bytes, text) of each line from byte `offset` on; text is None where the
+    line is not UTF-8, else the line without its ending, a stray carriage return made
+    a space (the text files we hand to other tools are read with universal newlines,
+    which would split a line there)."""
     with open_binary(path) as f:
-        for lineno, raw in enumerate(f, 1):
+        if offset:
+            f.seek(offset)
+        for raw in f:
             try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                if skip_invalid:
-                    yield None
-                    continue
-                raise CorpusError(
-                    f"{path}:{lineno}: invalid UTF-8 at byte {e.start} of the line "
-                    f"({raw[max(0, e.start - 10):e.start + 10]!r}); "
-                    "fix the file or pass --skip-invalid"
-                ) from None
-            yield line.rstrip("\n").rstrip("\r").replace("\r", " ")
+                text: Optional[str] = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                yield raw, None
+                continue
+            yield raw, text.rstrip("\n").rstrip("\r").replace("\r", " ")
 
 
-def iter_documents(path: Path, skip_invalid: bool = False) -> Iterator[list[str]]:
+def iter_lines(path: Path, skip_invalid: bool = False, offset: int = 0) -> Iterator[Optional[str]]:
+    """Decoded lines from byte `offset` on; None for a line skipped as invalid."""
+    for lineno, (raw, text) in enumerate(decoded_lines(path, offset), 1):
+        if text is None and not skip_invalid:
+            start = raw.decode("utf-8", errors="replace").find("\ufffd")
+            where = f"{path}:{lineno}" if not offset else f"{path}, line {lineno} after byte {offset}"
+            raise CorpusError(
+                f"{where}: invalid UTF-8 at byte {start} of the line "
+                f"({raw[max(0, start - 10):start + 10]!r}); fix the file or pass --skip-invalid"
+            )
+        yield text
+
+
+def iter_documents(path: Path, skip_invalid: bool = False, offset: int = 0) -> Iterator[list[str]]:
     """Documents as lists of non-blank lines; blank lines separate documents."""
     doc: list[str] = []
-    for line in iter_lines(path, skip_invalid):
+    for line in iter_lines(path, skip_invalid, offset):
         if line is None:
             continue
         if line.strip():
