@@ -1,4 +1,5 @@
-"""`xlmr-sweep DATA --sweep-dir DIR --grid OPTION VALUE...`: one SLURM array over a grid.
+"""`xlmr-sweep DATA --sweep-dir DIR --grid OPTION VALUE...`: one SLURM array over a grid
+(or, with `--executor local`, the default, each run in turn on this machine).
 
 Each `--grid` names a fairseq-train option and its values; every combination is one
 run of `xlmr-train`'s job in DIR/<option=value,...>/ with its own checkpoints and
@@ -17,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from slurm import train
+from slurm import train, train_status
 from slurm.fairseq_train_job import FairseqTrainJob
 
 logger = logging.getLogger("xlmr-sweep")
@@ -46,8 +47,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         parser.error("DATA is required")
     if any(len(axis) < 2 for axis in args.grid):
         parser.error("--grid takes an option and at least one value")
-    if args.executor != "slurm":
-        parser.error("xlmr-sweep submits an array: use --executor slurm")
+    if args.executor == "local" and args.gpus_per_node == 0 and train.world_size(args) > 1:
+        parser.error("--executor local trains on CPU with one process")
     sweep_dir = args.sweep_dir.resolve()
     runs, jobs = [], []
     for point in grid_points(args.grid):
@@ -57,6 +58,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         argv_run = train.fairseq_arguments(args, [*extra, *point_args], run_dir)
         runs.append(run_dir)
         jobs.append(FairseqTrainJob(argv_run, train.world_size(args), run_dir / "train.log"))
+    if args.executor == "local":  # one run after another on this machine: same jobs, same directories
+        for job, run_dir in zip(jobs, runs):
+            job()
+            print("\n".join([f"{run_dir.name}:", *train_status.read_status(run_dir / "train.log").lines()]))
+        return 0
     executor = train.make_executor(args, sweep_dir / "slurm", f"xlmr-sweep-{sweep_dir.name}")
     with executor.batch():
         submitted = [executor.submit(job) for job in jobs]

@@ -113,3 +113,18 @@ def test_preset_holds_total_batch_and_extra_arguments_win(tmp_path):
     assert recipes.flag_value(argv, "--lr") == "1e-4" and argv.count("--lr") == 1
     assert "--bf16" in argv and "--fp16" not in argv
     assert recipes.flag_value(argv, "--warmup-updates") == "30000" and recipes.flag_value(argv, "--clip-norm") == "0.0"
+
+
+def test_sweep_runs_every_grid_point_in_its_own_directory(xlmr_data, tmp_path):
+    sweep = subprocess.run(
+        [str(Path(sys.executable).with_name("xlmr-sweep")), xlmr_data, "--sweep-dir", tmp_path / "alpha",
+         "--gpus-per-node", "0", "--grid", "multilang-sampling-alpha", "0.3", "1.0", *TINY, "--max-update", "4"],
+        capture_output=True, text=True, timeout=300)
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    runs = sorted(p.name for p in (tmp_path / "alpha").iterdir() if p.is_dir())
+    assert runs == ["multilang-sampling-alpha=0.3", "multilang-sampling-alpha=1.0"]
+    for run, alpha in zip(runs, ("0.3", "1")):
+        log = (tmp_path / "alpha" / run / "train.log").read_text()
+        assert f"language sampling, alpha={alpha} (" in log
+        assert [update for update, _ in losses(log)] == [1, 2, 3, 4]
+        assert (tmp_path / "alpha" / run / "checkpoints" / "checkpoint_last.pt").exists()

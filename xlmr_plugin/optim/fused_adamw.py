@@ -21,9 +21,10 @@ class FusedAdamW(FairseqAdam):
         on_gpu = torch.cuda.is_available() and not getattr(cfg, "tpu", False)
         if not on_gpu or get_fused_adam_class() is not None or cfg.use_old_adam:
             super().__init__(cfg, params)
+            logger.info("fused_adamw: %s.%s", type(self._optimizer).__module__, type(self._optimizer).__name__)
             return
         FairseqOptimizer.__init__(self, cfg)
         if cfg.fp16_adam_stats:
             raise NotImplementedError("--fp16-adam-stats needs apex FusedAdam")
-        logger.info("using torch.optim.AdamW(fused=True)")
+        logger.info("fused_adamw: torch.optim.AdamW(fused=True)")
         self._optimizer = torch.optim.AdamW(params, fused=True, **self.optimizer_config)
