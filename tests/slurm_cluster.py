@@ -31,7 +31,8 @@ def _free_port() -> int:
 
 
 def install_slurm() -> Optional[str]:
-    """Install the packages when a daemon is missing; the reason SLURM is unusable, or None."""
+    """Install the packages when a daemon is missing; the reason SLURM cannot be had (not
+    root), or None. A failed install as root raises: it must not pass as a skip."""
     if all(shutil.which(d) or Path("/usr/sbin", d).exists() for d in DAEMONS):
         return None
     if os.geteuid() != 0:
@@ -39,8 +40,8 @@ def install_slurm() -> Optional[str]:
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *PACKAGES]):
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-        if proc.returncode != 0:
-            return f"`{' '.join(cmd)}` failed: {proc.stderr[-2000:]}"
+        if proc.returncode != 0:  # as root this is a failure to report, not a reason to skip
+            raise RuntimeError(f"`{' '.join(cmd)}` failed: {proc.stderr[-2000:]}")
     return None
 
 
