@@ -17,7 +17,7 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from itertools import chain
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
+from typing import Iterable, Optional
 
 import numpy as np
 import sentencepiece as spm
@@ -25,7 +25,7 @@ from fairseq.data import Dictionary
 from fairseq.data.indexed_dataset import MMapIndexedDataset, best_fitting_int_dtype
 
 from preprocess.atomic import publish_directory
-from preprocess.corpus import decoded_lines, iter_documents, iter_split
+from preprocess.corpus import decoded_lines, iter_split
 
 logger = logging.getLogger(__name__)
 
@@ -139,13 +139,17 @@ def fingerprint(source: Path, dest: Path, valid_docs: int, seed: int, skip_inval
     }
 
 
-def finished(dest: Path, lang: str, expected: dict) -> Optional[LanguageStats]:
-    """The stats of an already finished language with the same fingerprint, else None."""
-    marker = dest / lang / MARKER
+def _finished_in(directory: Path, expected: dict) -> Optional[LanguageStats]:
+    marker = directory / MARKER
     if not marker.exists():
         return None
     stats = LanguageStats.load(marker)
     return stats if stats.fingerprint == expected else None
+
+
+def finished(dest: Path, lang: str, expected: dict) -> Optional[LanguageStats]:
+    """The stats of an already finished language with the same fingerprint, else None."""
+    return _finished_in(dest / lang, expected)
 
 
 def _encode_documents(
@@ -179,6 +183,23 @@ def _fresh_directory(path: Path) -> Path:
     return path
 
 
+def _publish(stats: LanguageStats, tmp: Path, out: Path) -> LanguageStats:
+    """The marker last, then `tmp` moved to `out` at once."""
+    (tmp / MARKER).write_text(json.dumps(asdict(stats), indent=1))
+    publish_directory(tmp, out)
+    return stats
+
+
+def _binarize(
+    documents: Iterable[tuple[bool, list[str]]], stats: LanguageStats, dest: Path, tmp: Path, out: Path,
+    threads: int, batch_lines: int,
+) -> LanguageStats:
+    """Encode `documents` under `tmp` and publish them as `out`."""
+    encoder = Encoder(dest / "spm.model", dest / "dict.txt", threads)
+    _encode_documents(encoder, documents, _fresh_directory(tmp), stats, batch_lines)
+    return _publish(stats, tmp, out)
+
+
 def binarize_language(
     lang: str,
     source: Path,
@@ -194,13 +215,8 @@ def binarize_language(
     Everything is written under `dest/.partial/<lang>` and moved into place at
     the end, so an interrupted run leaves nothing fairseq or a rerun would take
     for finished."""
-    encoder = Encoder(dest / "spm.model", dest / "dict.txt", threads)
-    tmp = _fresh_directory(dest / ".partial" / lang)
-    stats = LanguageStats(lang, fingerprint)
-    _encode_documents(encoder, iter_split(source, valid_ids, skip_invalid), tmp, stats, batch_lines)
-    (tmp / MARKER).write_text(json.dumps(asdict(stats), indent=1))
-    publish_directory(tmp, dest / lang)
-    return stats
+    return _binarize(iter_split(source, valid_ids, skip_invalid), LanguageStats(lang, fingerprint),
+                     dest, dest / ".partial" / lang, dest / lang, threads, batch_lines)
 
 
 # A language too large for one task is cut into shards of consecutive documents,
@@ -239,13 +255,6 @@ def plan_shards(lang: str, source: Path, documents: int, count: int) -> list[Sha
     return [Shard(lang, k, firsts[k], firsts[k + 1], offsets[firsts[k]]) for k in range(count)]
 
 
-def _shard_documents(source: Path, shard: Shard, valid: set, skip_invalid: bool) -> Iterator[tuple[bool, list[str]]]:
-    """(is_valid, document) for the shard's documents, as corpus.iter_split yields them."""
-    documents = iter_documents(source, skip_invalid, offset=shard.offset)
-    for index, doc in zip(range(shard.first, shard.end), documents):
-        yield index in valid, doc
-
-
 def shard_directory(dest: Path, shard: Shard) -> Path:
     return dest / ".partial" / f"{shard.lang}.shards" / f"{shard.index:05d}"
 
@@ -264,16 +273,12 @@ def binarize_shard(
     the same fingerprint is kept, so a resubmitted array redoes only what failed."""
     out = shard_directory(dest, shard)
     expected = {**fingerprint, "shard": asdict(shard)}
-    if (out / MARKER).exists() and (done := LanguageStats.load(out / MARKER)).fingerprint == expected:
+    done = _finished_in(out, expected)
+    if done is not None:
         return done
-    encoder = Encoder(dest / "spm.model", dest / "dict.txt", threads)
-    tmp = _fresh_directory(out.with_name(out.name + ".tmp"))
-    stats = LanguageStats(shard.lang, expected)
-    valid = set(valid_ids.tolist())
-    _encode_documents(encoder, _shard_documents(source, shard, valid, skip_invalid), tmp, stats, batch_lines)
-    (tmp / MARKER).write_text(json.dumps(asdict(stats), indent=1))
-    publish_directory(tmp, out)
-    return stats
+    documents = iter_split(source, valid_ids, skip_invalid, shard.first, shard.end, shard.offset)
+    return _binarize(documents, LanguageStats(shard.lang, expected), dest, out.with_name(out.name + ".tmp"), out,
+                     threads, batch_lines)
 
 
 def merge_shards(lang: str, dest: Path, shards: list[Shard], fingerprint: dict) -> LanguageStats:
@@ -282,6 +287,7 @@ def merge_shards(lang: str, dest: Path, shards: list[Shard], fingerprint: dict) 
     parts = [shard_directory(dest, s) for s in sorted(shards, key=lambda s: s.index)]
     tmp = _fresh_directory(dest / ".partial" / lang)
     stats = LanguageStats(lang, fingerprint)
+    counted = [LanguageStats.load(part / MARKER) for part in parts]
     for split in SPLITS:
         indexes = [MMapIndexedDataset.Index(str(p / f"{split}.idx")) for p in parts]
         with open(tmp / f"{split}.bin", "wb") as out:
@@ -290,12 +296,11 @@ def merge_shards(lang: str, dest: Path, shards: list[Shard], fingerprint: dict) 
                     shutil.copyfileobj(f, out, 1 << 24)
         with MMapIndexedDataset.Index.writer(str(tmp / f"{split}.idx"), indexes[0].dtype) as index:
             index.write(np.concatenate([i.sizes for i in indexes]))
-        for part in parts:
-            counted = LanguageStats.load(part / MARKER).splits[split]
-            total = stats.splits[split]
-            total.documents, total.lines = total.documents + counted.documents, total.lines + counted.lines
-            total.tokens += counted.tokens
-    (tmp / MARKER).write_text(json.dumps(asdict(stats), indent=1))
-    publish_directory(tmp, dest / lang)
+        total = stats.splits[split]
+        for part in counted:
+            total.documents += part.splits[split].documents
+            total.lines += part.splits[split].lines
+            total.tokens += part.splits[split].tokens
+    _publish(stats, tmp, dest / lang)
     shutil.rmtree(parts[0].parent)
     return stats

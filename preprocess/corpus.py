@@ -7,6 +7,7 @@ file is scanned once for counts and read again for each later step.
 from __future__ import annotations
 
 import gzip
+import itertools
 import lzma
 import zlib
 from dataclasses import dataclass, field
@@ -168,11 +169,14 @@ def valid_document_ids(lang: str, documents: int, valid_docs: int, seed: int) ->
 
 
 def iter_split(
-    path: Path, valid_ids: np.ndarray, skip_invalid: bool = False
+    path: Path, valid_ids: np.ndarray, skip_invalid: bool = False,
+    first: int = 0, end: Optional[int] = None, offset: int = 0,
 ) -> Iterator[tuple[bool, list[str]]]:
-    """(is_valid, document) for every document, in file order."""
+    """(is_valid, document) for documents [first, end) in file order (all by default);
+    document `first` starts at byte `offset` of the file."""
     valid = set(valid_ids.tolist())
-    for i, doc in enumerate(iter_documents(path, skip_invalid)):
+    numbers = itertools.count(first) if end is None else range(first, end)
+    for i, doc in zip(numbers, iter_documents(path, skip_invalid, offset)):
         yield i in valid, doc
 
 

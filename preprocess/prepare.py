@@ -103,19 +103,17 @@ def _write_sample(path: Path, valid_ids: np.ndarray, indices, times, out: Path, 
 def build_vocabulary(args, scans: list[corpus.LanguageScan], pool: Executor) -> dict[str, int]:
     """Train the shared unigram model on an α-smoothed sample of every language's
     training lines; returns how many sentences each language gave."""
-    train_lines = []
-    for s in scans:
-        held_out = np.asarray(s.doc_lines)[_valid_ids(s, args)].sum()
-        train_lines.append(s.lines - int(held_out))
+    valid = [_valid_ids(s, args) for s in scans]
+    train_lines = [s.lines - int(np.asarray(s.doc_lines)[ids].sum()) for s, ids in zip(scans, valid)]
     q = sampling.smoothed_probabilities(train_lines, args.alpha)
     wanted = sampling.allocate(min(args.spm_sample_lines, sum(train_lines)), q)
     work = args.dest / ".partial" / "spm-sample"
     work.mkdir(parents=True, exist_ok=True)
     jobs = []
-    for s, available, n in zip(scans, train_lines, wanted):
+    for s, ids, available, n in zip(scans, valid, train_lines, wanted):
         rng = np.random.default_rng([args.seed, zlib.crc32(s.lang.encode()), 1])
         indices, times = sampling.choose_lines(available, int(n), rng)
-        jobs.append((s.path, _valid_ids(s, args), indices, times, work / f"{s.lang}.txt", args.skip_invalid))
+        jobs.append((s.path, ids, indices, times, work / f"{s.lang}.txt", args.skip_invalid))
     _parallel(pool, _write_sample, jobs, "vocabulary sample")
     sample = work / "all.txt"
     with open(sample, "wb") as out:
