@@ -12,7 +12,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
-    packages=find_packages(include=["xlmr_plugin*", "preprocess*", "slurm*"]),
+    packages=find_packages(include=["xlmr_plugin*", "preprocess*", "slurm*", "analysis*"]),
     install_requires=[
         "torch>=2.0",
         "fairseq-fixed==0.12.3.1; python_version >= '3.11'",
@@ -21,6 +21,8 @@ setup(
         "submitit>=1.5",
         "numpy",
         "tqdm",
+        "matplotlib",  # xlmr-report's figures
+        "tensorboard",  # fairseq-train --tensorboard-logdir (torch.utils.tensorboard)
     ],
     extras_require={"test": ["pytest>=7"], "hf": ["transformers>=4.40", "safetensors", "protobuf"]},
     entry_points={
@@ -32,6 +34,8 @@ setup(
             "xlmr-export-hf=xlmr_plugin.hf_cli:main_export",
             "xlmr-import-hf=xlmr_plugin.hf_cli:main_import",
             "xlmr-eval-ppl=xlmr_plugin.eval_ppl:main",
+            "xlmr-report=analysis.report:main",
+            "xlmr-xnli=xlmr_plugin.downstream.xnli_cli:main",
         ],
     },
 )

@@ -80,6 +80,18 @@ def read_xnli_mt(path: Path) -> list[Pair]:
             for line, row in _tsv_rows(path, ("premise", "hypo", "label"))]
 
 
+def read_translate_test(path: Path) -> list[Pair]:
+    """One language's XNLI dev/test pairs machine-translated into English (XNLI-MT-1.0
+    `xnli/xnli.{dev,test}.<lang>.tsv`), for the translate-test protocol. The columns are
+    found by name: XNLI-MT's `premise`/`hypo`/`label`, or XNLI's `sentence1`/`sentence2`/`gold_label`."""
+    with open(path, encoding="utf-8") as f:
+        header = f.readline().rstrip("\n").split("\t")
+    if "premise" in header:
+        return read_xnli_mt(path)
+    return [Pair(row["sentence1"], row["sentence2"], _label(row["gold_label"], f"{path}:{line}"))
+            for line, row in _tsv_rows(path, ("gold_label", "sentence1", "sentence2"))]
+
+
 def read_multinli(path: Path) -> list[Pair]:
     """English MultiNLI, the cross-lingual transfer training set."""
     pairs, dropped = [], 0
