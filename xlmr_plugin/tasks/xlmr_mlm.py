@@ -39,6 +39,7 @@ from ..data.language_resampling_dataset import (
 )
 from ..data.sentencepiece_word_starts import sentencepiece_word_starts
 from ..data.split_long_lines_dataset import SplitLongLinesDataset
+from .downstream_probe_validation import DownstreamProbeValidation, parse_probes
 from .fill_mask_inference import FillMaskInference
 
 logger = logging.getLogger(__name__)
@@ -68,11 +69,18 @@ class XLMRMLMConfig(MaskedLMConfig):
         metadata={"help": "language sampling exponent: q_i ∝ p_i^alpha with p_i the language's share "
                           "of tokens; 1 samples as the data, 0 uniformly"},
     )
+    downstream_probe: str = field(
+        default="",
+        metadata={"help": "NAME:DIR[,NAME:DIR]: at every validation, a linear probe on frozen features of "
+                          "a sentence_prediction-layout DIR (train and valid splits, e.g. from xlmr-probe-data) "
+                          "logs downstream_NAME (accuracy, %%), for --best-checkpoint-metric downstream_NAME "
+                          "--maximize-best-checkpoint-metric"},
+    )
     train_subset: str = II("dataset.train_subset")
 
 
 @register_task("xlmr_mlm", dataclass=XLMRMLMConfig)
-class XLMRMLMTask(FillMaskInference, MaskedLMTask):
+class XLMRMLMTask(DownstreamProbeValidation, FillMaskInference, MaskedLMTask):
     """XLM-R pretraining: one masked-LM stream over many languages, no language ids."""
 
     cfg: XLMRMLMConfig
@@ -209,5 +217,6 @@ def _validate(cfg: XLMRMLMConfig) -> None:
         raise ValueError(f"--tokens-per-sample must be at least 8, got {cfg.tokens_per_sample}")
     if cfg.multilang_sampling_alpha < 0:
         raise ValueError(f"--multilang-sampling-alpha must be >= 0, got {cfg.multilang_sampling_alpha}")
+    parse_probes(cfg.downstream_probe)
     if cfg.d2v2_multi or cfg.include_target_tokens or cfg.shorten_method != "none":
         raise ValueError("xlmr_mlm does not support --d2v2-multi, --include-target-tokens or --shorten-method")
