@@ -1,5 +1,6 @@
 """Criterion ``xlmr_masked_lm``: masked-LM cross entropy with per-language losses."""
 import math
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
@@ -8,11 +9,30 @@ from fairseq.criterions import register_criterion
 from fairseq.criterions.masked_lm import MaskedLmConfig, MaskedLmLoss
 from fairseq.logging import metrics
 
+from ..modules.linear_cross_entropy import linear_cross_entropy
+
 LANG_LOSS = "lang_loss:"
 LANG_SIZE = "lang_size:"
 
 
-@register_criterion("xlmr_masked_lm", dataclass=MaskedLmConfig)
+@dataclass
+class XLMRMaskedLmConfig(MaskedLmConfig):
+    fused_cross_entropy: bool = field(
+        default=False,
+        metadata={"help": "speed lever: the LM head's output projection and the cross entropy in one pass over "
+                          "chunks of masked rows, never holding all N x V logits (same loss and gradients)"},
+    )
+    cross_entropy_chunk_rows: int = field(
+        default=2048, metadata={"help": "masked rows per chunk of --fused-cross-entropy"}
+    )
+    no_train_language_metrics: bool = field(
+        default=False,
+        metadata={"help": "speed lever: no per-language loss in training steps (each costs host syncs); "
+                          "validation still reports every language"},
+    )
+
+
+@register_criterion("xlmr_masked_lm", dataclass=XLMRMaskedLmConfig)
 class XLMRMaskedLmLoss(MaskedLmLoss):
     """Cross entropy over masked positions only, as fairseq's ``masked_lm``.
 
@@ -22,21 +42,30 @@ class XLMRMaskedLmLoss(MaskedLmLoss):
     / ``ppl_lang_mean``, each usable as ``--best-checkpoint-metric``.
     """
 
+    def __init__(self, cfg: XLMRMaskedLmConfig, task):
+        super().__init__(cfg, task)
+        self.fused_cross_entropy = cfg.fused_cross_entropy
+        self.chunk_rows = cfg.cross_entropy_chunk_rows
+        self.train_language_metrics = not cfg.no_train_language_metrics
+
     def forward(self, model, sample: Dict[str, Any], reduce: bool = True) -> Tuple[torch.Tensor, int, Dict]:
         masked = sample["target"].ne(self.padding_idx)  # B x T
         sample_size = masked.int().sum()
         # the LM head runs on masked positions only (an empty batch of them when a small
         # batch draws no mask: loss 0, no host sync to check); TPUs want static shapes
         project = None if self.tpu else masked
-        logits = model(**sample["net_input"], masked_tokens=project)[0]
-        targets = model.get_targets(sample, [logits])
-        if project is not None:
-            targets = targets[project]
-        token_loss = modules.cross_entropy(
-            logits.view(-1, logits.size(-1)), targets.view(-1),
-            reduction="none", ignore_index=self.padding_idx,
-        )  # N
-        loss = token_loss.sum()
+        if self.fused_cross_entropy and project is not None:
+            loss, token_loss = self._fused_loss(model, sample, masked)
+        else:
+            logits = model(**sample["net_input"], masked_tokens=project)[0]
+            targets = model.get_targets(sample, [logits])
+            if project is not None:
+                targets = targets[project]
+            token_loss = modules.cross_entropy(
+                logits.view(-1, logits.size(-1)), targets.view(-1),
+                reduction="none", ignore_index=self.padding_idx,
+            )  # N
+            loss = token_loss.sum()
         logging_output = {
             "loss": loss if self.tpu else loss.data,
             "ntokens": sample["ntokens"],
@@ -44,9 +73,21 @@ class XLMRMaskedLmLoss(MaskedLmLoss):
             "sample_size": sample_size,
         }
         langs = getattr(self.task, "langs", None)
-        if "lang_id" in sample and langs:
+        if "lang_id" in sample and langs and (self.train_language_metrics or not model.training):
             logging_output.update(self._per_language(sample, masked, project, token_loss, langs))
         return loss, sample_size, logging_output
+
+    def _fused_loss(self, model, sample: Dict[str, Any], masked: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """RobertaLMHead's maths (dense, activation, LayerNorm, tied projection + bias) with
+        the projection fused into the cross entropy (modules/linear_cross_entropy.py)."""
+        features = model(**sample["net_input"], features_only=True)[0]  # B x T x C
+        head = model.encoder.lm_head
+        x = head.layer_norm(head.activation_fn(head.dense(features[masked])))  # N x C
+        targets = model.get_targets(sample, None)[masked]  # N
+        return linear_cross_entropy(
+            x, head.weight, head.bias, targets, ignore_index=self.padding_idx,
+            pad_multiple=getattr(head, "vocab_pad_multiple", 1), chunk_rows=self.chunk_rows,
+        )
 
     @staticmethod
     def _per_language(sample: Dict[str, Any], masked: torch.Tensor, project: Optional[torch.Tensor],

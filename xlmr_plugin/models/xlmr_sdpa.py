@@ -11,6 +11,7 @@ from fairseq.models import register_model, register_model_architecture
 from fairseq.models.roberta.model import RobertaModel, base_architecture, roberta_prenorm_architecture
 from fairseq.utils import safe_getattr
 
+from ..levers import apply_levers
 from ..modules.sdpa_multihead_attention import use_sdpa_attention
 
 
@@ -27,12 +28,21 @@ class XLMRSdpaModel(RobertaModel):
             help="sdpa: torch scaled_dot_product_attention (flash / memory-efficient kernels on GPU); "
                  "fairseq: fairseq's MultiheadAttention. Same maths and parameters.",
         )
+        # speed levers (xlmr_plugin/levers.py); none changes the state dict
+        parser.add_argument("--fuse-qkv", action="store_true",
+                            help="one matmul for the q, k, v projections (needs --attention-impl sdpa)")
+        parser.add_argument("--vocab-pad-multiple", type=int, metavar="N",
+                            help="run the output projection on the vocabulary padded to a multiple of N "
+                                 "rows (64 for tensor cores); the loss uses the true size. Default 1: off")
+        parser.add_argument("--compile-layers", action="store_true",
+                            help="torch.compile each encoder layer")
 
     @classmethod
     def build_model(cls, args, task) -> "XLMRSdpaModel":
         model = super().build_model(args, task)
         if safe_getattr(args, "attention_impl", "sdpa") == "sdpa":
             use_sdpa_attention(model)
+        apply_levers(model, args)
         return model
 
 
@@ -70,6 +80,9 @@ def _architecture(size: Size) -> Callable[[Any], None]:
         # 512 learned positions (+ padding offset: 514 rows), as released XLM-R checkpoints
         args.max_positions = safe_getattr(args, "max_positions", 512)
         args.attention_impl = safe_getattr(args, "attention_impl", "sdpa")
+        args.fuse_qkv = safe_getattr(args, "fuse_qkv", False)
+        args.vocab_pad_multiple = safe_getattr(args, "vocab_pad_multiple", 1)
+        args.compile_layers = safe_getattr(args, "compile_layers", False)
         # post-norm: GELU, embedding LayerNorm; pre-norm drops the latter, adds a final one
         (roberta_prenorm_architecture if size.prenorm else base_architecture)(args)
 

@@ -46,14 +46,7 @@ class SDPAMultiheadAttention(MultiheadAttention):
                 need_head_weights=need_head_weights,
             )
         tgt_len, bsz, embed_dim = query.size()
-
-        def split_heads(x: Tensor) -> Tensor:
-            # T x B x C -> B x H x T x D
-            return x.view(tgt_len, bsz, self.num_heads, self.head_dim).permute(1, 2, 0, 3)
-
-        q = split_heads(self.q_proj(query))
-        k = split_heads(self.k_proj(query))
-        v = split_heads(self.v_proj(query))
+        q, k, v = self.project_qkv(query)
         mask = None
         if key_padding_mask is not None:
             # B x 1 x 1 x S, True where a key may be attended; the encoder passes None
@@ -64,6 +57,15 @@ class SDPAMultiheadAttention(MultiheadAttention):
         # B x H x T x D -> T x B x C
         x = x.permute(2, 0, 1, 3).reshape(tgt_len, bsz, embed_dim)
         return self.out_proj(x), None
+
+    def project_qkv(self, query: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """T x B x C -> three B x H x T x D tensors: queries, keys, values (unscaled)."""
+        tgt_len, bsz, _ = query.size()
+
+        def split_heads(x: Tensor) -> Tensor:
+            return x.view(tgt_len, bsz, self.num_heads, self.head_dim).permute(1, 2, 0, 3)
+
+        return split_heads(self.q_proj(query)), split_heads(self.k_proj(query)), split_heads(self.v_proj(query))
 
 
 def use_sdpa_attention(model: nn.Module) -> int:

@@ -1,0 +1,167 @@
+"""The three systems of benchmarks/train_throughput.py, each a callable training step.
+
+- ``plugin``: our fairseq plugin (model ``xlmr_sdpa``, criterion ``xlmr_masked_lm``,
+  optimizer ``fused_adamw``, bf16 on GPU) with the levers chosen.
+- ``fairseq``: stock fairseq (model ``roberta`` of the same size, criterion ``masked_lm``,
+  optimizer ``adam``, fp16 on GPU), as ``fairseq-train --arch roberta_large --fp16`` runs it.
+- ``hf``: Hugging Face ``XLMRobertaForMaskedLM`` with SDPA attention, a plain torch loop,
+  bf16 autocast on GPU and torch's fused AdamW.
+
+Both fairseq systems go through ``fairseq.trainer.Trainer.train_step``, the step
+fairseq-train takes (fp16/bf16 optimizer wrappers, gradient norm and logging included).
+All three read the batches of one ``xlmr_mlm`` task (the task only reads data; the
+stock model and criterion never see its language ids) and start from the same weights.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional
+
+import torch
+from fairseq import options, tasks
+from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+from fairseq.trainer import Trainer
+
+from xlmr_plugin.bf16_on_gpu import bf16_without_tpu
+from xlmr_plugin.hf_conversion import fairseq_to_hf
+
+PLUGIN = Path(__file__).resolve().parents[1] / "xlmr_plugin"
+
+# lever name -> plugin fairseq-train arguments (off: the plain path of each)
+LEVERS: Dict[str, List[str]] = {
+    "sdpa": [],  # off: --attention-impl fairseq
+    "fuse_qkv": ["--fuse-qkv"],
+    "pad_vocab": ["--vocab-pad-multiple", "64"],
+    "fused_ce": ["--fused-cross-entropy"],
+    "no_lang_sync": ["--no-train-language-metrics"],
+    "fused_adamw": [],  # off: --optimizer adam
+    "compile": ["--compile-layers"],
+    "checkpoint": ["--checkpoint-activations"],
+}
+DEFAULT_LEVERS = [name for name in LEVERS if name != "checkpoint"]
+
+
+@dataclass
+class Shape:
+    layers: int
+    width: int
+    heads: int
+    ffn: int
+    vocab: int
+    tokens_per_sample: int
+    batch_size: int
+
+    def model_args(self) -> List[str]:
+        return ["--encoder-layers", str(self.layers), "--encoder-embed-dim", str(self.width),
+                "--encoder-attention-heads", str(self.heads), "--encoder-ffn-embed-dim", str(self.ffn)]
+
+    def flops_per_token(self) -> float:
+        """Model training FLOPs per token: encoder matmuls (6 N), attention (12 L d s) and the
+        LM head on the 15% masked tokens only (dense + projection)."""
+        d = self.width
+        # per layer: q, k, v, out projections; two FFN matmuls; two LayerNorms
+        n_encoder = self.layers * (4 * d * d + 4 * d + 2 * d * self.ffn + self.ffn + d + 4 * d)
+        return 6 * n_encoder + 12 * self.layers * d * self.tokens_per_sample + 0.15 * 6 * (d * d + d * self.vocab)
+
+
+def fairseq_args(data: str, shape: Shape, device: str, workers: int, seed: int) -> List[str]:
+    """What both fairseq systems share: data, batch, schedule, dropout as in XLM-R."""
+    return [
+        data, "--user-dir", str(PLUGIN), "--task", "xlmr_mlm", "--sample-break-mode", "none",
+        "--tokens-per-sample", str(shape.tokens_per_sample), "--batch-size", str(shape.batch_size),
+        "--required-batch-size-multiple", "1", "--num-workers", str(workers), "--seed", str(seed),
+        "--adam-betas", "(0.9,0.98)", "--adam-eps", "1e-6", "--weight-decay", "0.01", "--clip-norm", "0.0",
+        "--lr", "1e-4", "--lr-scheduler", "fixed", "--max-update", "1000000",
+        "--max-positions", "512", "--dropout", "0.1", "--attention-dropout", "0.1", "--log-format", "none", "--disable-validation",
+        *shape.model_args(), *(["--cpu"] if device == "cpu" else []),
+    ]
+
+
+def plugin_args(levers: List[str], device: str) -> List[str]:
+    args = ["--arch", "xlmr_base", "--criterion", "xlmr_masked_lm",
+            "--optimizer", "fused_adamw" if "fused_adamw" in levers else "adam",
+            "--attention-impl", "sdpa" if "sdpa" in levers else "fairseq"]
+    for name in levers:
+        args += LEVERS[name]
+    return args + (["--bf16"] if device == "cuda" else [])
+
+
+def stock_args(device: str) -> List[str]:
+    return ["--arch", "roberta_base", "--criterion", "masked_lm", "--optimizer", "adam"] + \
+           (["--fp16"] if device == "cuda" else [])
+
+
+def epoch_batches(task, cfg):
+    """Epoch 1 of the task's training batches, through fairseq's loader and its workers:
+    the same batches on every call (seeded shuffle and masking)."""
+    itr = task.get_batch_iterator(
+        dataset=task.dataset("train"), max_sentences=cfg.dataset.batch_size,
+        max_positions=task.max_positions(), ignore_invalid_inputs=True,
+        required_batch_size_multiple=1, seed=cfg.common.seed, epoch=1,
+        num_workers=cfg.dataset.num_workers, disable_iterator_cache=True,
+    )
+    return itr.next_epoch_itr(shuffle=True)
+
+
+class FairseqSystem:
+    """cfg -> task, model, criterion -> fairseq Trainer; ``step(sample)`` is train_step."""
+
+    def __init__(self, argv: List[str], task=None, init_state: Optional[dict] = None):
+        parser = options.get_training_parser()
+        cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(parser, argv))
+        bf16_without_tpu(cfg)  # what the plugin does inside fairseq-train's call_main
+        self.cfg = cfg
+        self.task = task or tasks.setup_task(cfg.task)
+        if task is None:
+            self.task.load_dataset("train", epoch=1)
+        model = self.task.build_model(cfg.model)
+        if init_state is not None:
+            model.load_state_dict(init_state, strict=True)
+        criterion = self.task.build_criterion(cfg.criterion)
+        self.trainer = Trainer(cfg, self.task, model, criterion)
+        self.trainer.begin_epoch(1)
+        self.model = model
+
+    def step(self, sample) -> Callable[[], float]:
+        log = self.trainer.train_step([sample])
+        # fairseq logs the loss in bits per masked token; in nats, as the HF loss
+        return lambda: float(log["loss"]) * math.log(2)
+
+
+class HFSystem:
+    """XLMRobertaForMaskedLM with SDPA, fused AdamW, bf16 autocast on GPU: a plain loop."""
+
+    def __init__(self, shape: Shape, init_state: dict, device: str, dropout: float = 0.1):
+        from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM
+
+        config = XLMRobertaConfig(
+            vocab_size=shape.vocab, hidden_size=shape.width, num_hidden_layers=shape.layers,
+            num_attention_heads=shape.heads, intermediate_size=shape.ffn,
+            max_position_embeddings=514,  # 512 positions + fairseq's padding offset
+            type_vocab_size=1, layer_norm_eps=1e-5,
+            hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
+            pad_token_id=1, bos_token_id=0, eos_token_id=2, attn_implementation="sdpa",
+        )
+        model = XLMRobertaForMaskedLM(config)
+        missing, unexpected = model.load_state_dict(fairseq_to_hf(init_state), strict=False)
+        missing = [k for k in missing if not k.endswith("position_ids")]
+        if missing or unexpected:
+            raise RuntimeError(f"HF model: missing {missing}, unexpected {unexpected}")
+        self.device = torch.device(device)
+        self.model = model.to(self.device).train()
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-6,
+                                           weight_decay=0.01, fused=True)
+        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda")
+
+    def step(self, sample) -> Callable[[], float]:
+        tokens = sample["net_input"]["src_tokens"].to(self.device, non_blocking=True)
+        target = sample["target"].to(self.device, non_blocking=True)
+        labels = target.masked_fill(target.eq(1), -100)  # fairseq pads unmasked targets
+        with self.autocast:
+            loss = self.model(input_ids=tokens, attention_mask=tokens.ne(1), labels=labels).loss
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return lambda: float(loss)

@@ -1,0 +1,269 @@
+"""Training throughput: our plugin against stock fairseq and Hugging Face, in one process,
+on the same batches and starting weights.
+
+    python benchmarks/train_throughput.py --json benchmarks/results/train_throughput_h100.json  # GPU: xlmr_large
+    python benchmarks/train_throughput.py --device cpu      # a small configuration, 250,002 vocabulary
+    ... --levers fuse_qkv,fused_ce | none   --ablate (each lever off in turn)   --find-max-batch
+
+Each system takes ``--warmup`` untimed steps, then ``--steps`` timed ones; the figures
+are tokens/s (all block tokens), model FLOPs utilisation (FLOPs per token as the issue
+counts them: 6 N_encoder + 12 L d s + 0.15 * 6 (d^2 + d V)), peak memory, the time the
+loop waited for the data loader, the loss, and the ratios between systems. What the
+systems are and what differs between them: benchmarks/train_systems.py.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import gc
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+
+from train_systems import (  # noqa: E402
+    DEFAULT_LEVERS, LEVERS, FairseqSystem, HFSystem, Shape, epoch_batches, fairseq_args, plugin_args, stock_args,
+)
+
+VOCAB = 250_002
+PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16
+DIFFERENCES = [
+    "plugin: bf16 weights + fp32 master copy (fairseq --bf16); stock fairseq: fp16 weights + fp32 master copy "
+    "with dynamic loss scaling (--fp16); HF: fp32 weights under bf16 autocast",
+    "stock fairseq's optimizer is fairseq's 'adam' (apex FusedAdam if apex imports, else its per-parameter loop); "
+    "the plugin's is fused_adamw; HF's torch.optim.AdamW(fused=True)",
+    "plugin and stock fairseq run the LM head on masked positions only; HF's XLMRobertaForMaskedLM on every position",
+    "all three read the same batches from one xlmr_mlm task (the task only reads data) and start from the "
+    "same weights; dropout 0.1 everywhere",
+]
+
+
+def write_data(work: Path, vocab: int, tokens: int, seed: int) -> Path:
+    """A DEST of random token ids over a ``vocab``-symbol dictionary (xlmr_mlm appends <mask>)."""
+    from fairseq.data import indexed_dataset
+
+    dest = work / f"synthetic_v{vocab}_{tokens}_{seed}"
+    if (dest / "xx" / "train.idx").exists():
+        return dest
+    (dest / "xx").mkdir(parents=True, exist_ok=True)
+    # 4 specials + entries + <mask> = vocab
+    (dest / "dict.txt").write_text("".join(f"w{i} 1\n" for i in range(vocab - 5)))
+    rng = np.random.default_rng(seed)
+    builder = indexed_dataset.MMapIndexedDatasetBuilder(str(dest / "xx" / "train.bin"), dtype=np.int32)
+    written = 0
+    while written < tokens:
+        line = rng.integers(4, vocab - 1, size=int(rng.integers(20, 300)), dtype=np.int32)
+        line[-1] = 2  # </s>
+        builder.add_item(torch.from_numpy(line))
+        written += len(line)
+    builder.finalize(str(dest / "xx" / "train.idx"))
+    return dest
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def peak_memory_gb(device: str) -> float:
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # process max RSS (KB -> GB)
+
+
+def measure(name: str, system, batches, args, shape: Shape, peak: Optional[float]) -> dict:
+    """Warm-up steps, then timed steps; the loop's only host syncs are the system's own."""
+    if args.device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    it = iter(batches)
+    tokens = wait = 0.0
+    first = None
+    for i in range(args.warmup + args.steps):
+        if i == args.warmup:
+            sync(args.device)
+            start, tokens, wait = time.perf_counter(), 0, 0.0
+        t = time.perf_counter()
+        sample = next(it)
+        wait += time.perf_counter() - t
+        tokens += sample["net_input"]["src_tokens"].numel()
+        loss = system.step(sample)
+        if i == 0:
+            first = loss()
+    sync(args.device)
+    elapsed = time.perf_counter() - start
+    tps = tokens / elapsed
+    achieved = tps * shape.flops_per_token() / 1e12
+    return {
+        "system": name, "steps": args.steps, "tokens_per_step": int(tokens // args.steps),
+        "tokens_per_s": round(tps, 1), "step_s": round(elapsed / args.steps, 4),
+        "model_tflops_per_s": round(achieved, 3), "mfu": round(achieved / peak, 4) if peak else None,
+        "peak_memory_gb": round(peak_memory_gb(args.device), 2), "data_wait_s": round(wait, 4),
+        "data_wait_share": round(wait / elapsed, 4), "first_loss": round(first, 4), "loss": round(loss(), 4),
+    }
+
+
+def run_system(name: str, build, batches, args, shape, peak) -> dict:
+    system = None
+    try:
+        system = build()
+        result = measure(name, system, batches(), args, shape, peak)
+    except torch.cuda.OutOfMemoryError as e:
+        result = {"system": name, "error": f"out of memory: {str(e).splitlines()[0]}"}
+    del system
+    gc.collect()
+    if args.device == "cuda":
+        torch.cuda.empty_cache()
+    print(format_row(result), flush=True)
+    return result
+
+
+def format_row(r: dict) -> str:
+    if "error" in r:
+        return f"{r['system']:<24} {r['error']}"
+    mfu = f"{100 * r['mfu']:5.1f}%" if r["mfu"] is not None else "    - "
+    return (f"{r['system']:<24} {r['tokens_per_s']:>11.1f} tok/s  MFU {mfu}  {r['model_tflops_per_s']:8.3f} TFLOP/s  "
+            f"peak {r['peak_memory_gb']:6.2f} GB  data wait {r['data_wait_s']:.3f} s  loss {r['first_loss']:.3f} -> {r['loss']:.3f}")
+
+
+def find_max_batch(data: Path, shape: Shape, args, levers: List[str]) -> Dict[str, dict]:
+    """The largest batch (sequences of --tokens-per-sample) that trains two steps without
+    running out of memory, with and without activation checkpointing: doubling, then bisection."""
+    out = {}
+    for checkpoint in (False, True):
+        chosen = [lv for lv in levers if lv != "checkpoint"] + (["checkpoint"] if checkpoint else [])
+        system = FairseqSystem(fairseq_args(str(data), shape, args.device, 0, args.seed) + plugin_args(chosen, args.device))
+        dataset = system.task.dataset("train")
+
+        def fits(b: int) -> bool:
+            sample = dataset.collater([dataset[i % len(dataset)] for i in range(b)])
+            try:
+                ok = all(system.trainer.train_step([sample]) is not None for _ in range(2))
+            except torch.cuda.OutOfMemoryError:
+                ok = False
+            system.trainer.zero_grad()
+            gc.collect()
+            torch.cuda.empty_cache()
+            return ok
+
+        low, high = 0, 8
+        while high <= 4096 and fits(high):
+            low, high = high, high * 2
+        while high - low > max(1, low // 16):  # within 1/16
+            mid = (low + high) // 2
+            low, high = (mid, high) if fits(mid) else (low, mid)
+        key = "activation_checkpointing" if checkpoint else "no_checkpointing"
+        out[key] = {"batch_size": low, "tokens": low * shape.tokens_per_sample}
+        print(f"max batch ({key}): {low} x {shape.tokens_per_sample} = {low * shape.tokens_per_sample} tokens", flush=True)
+        del system, dataset
+        gc.collect()
+        torch.cuda.empty_cache()
+    return out
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", choices=["cuda", "cpu"], default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--arch", choices=["large", "base"], default="large", help="GPU size (CPU: a small one)")
+    for name in ("layers", "width", "heads", "ffn", "tokens-per-sample", "batch-size", "warmup", "steps", "num-workers"):
+        p.add_argument(f"--{name}", type=int)
+    p.add_argument("--levers", default=",".join(DEFAULT_LEVERS),
+                   help=f"plugin levers, comma-separated, or 'none'; known: {','.join(LEVERS)}")
+    p.add_argument("--systems", default="plugin,fairseq,hf")
+    p.add_argument("--ablate", action="store_true", help="also run the plugin with each lever off in turn")
+    p.add_argument("--find-max-batch", action="store_true", help="largest batch per GPU, with and without checkpointing")
+    p.add_argument("--peak-tflops", type=float, help="for MFU; default from the GPU's name (H100: 989)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--work-dir", type=Path, help="where the synthetic data goes (default: a temporary folder)")
+    p.add_argument("--json", type=Path)
+    args = p.parse_args(argv)
+    gpu = args.device == "cuda"
+    size = {"large": (24, 1024, 16, 4096), "base": (12, 768, 12, 3072)}[args.arch] if gpu else (2, 256, 4, 1024)
+    defaults = dict(zip(["layers", "width", "heads", "ffn"], size), tokens_per_sample=512 if gpu else 128,
+                    batch_size=16 if gpu else 8, warmup=10 if gpu else 2, steps=30 if gpu else 5,
+                    num_workers=4 if gpu else 1)
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.lever_list = [] if args.levers == "none" else args.levers.split(",")
+    unknown = set(args.lever_list) - set(LEVERS)
+    if unknown:
+        p.error(f"--levers: unknown {sorted(unknown)}; known: {','.join(LEVERS)}")
+    return args
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    shape = Shape(args.layers, args.width, args.heads, args.ffn, VOCAB, args.tokens_per_sample, args.batch_size)
+    gpu_name = torch.cuda.get_device_name() if args.device == "cuda" else None
+    peak = args.peak_tflops or next((v for k, v in PEAK_TFLOPS.items() if gpu_name and k in gpu_name), None)
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="xlmr-train-bench-"))
+    runs = len(args.systems.split(",")) + (len(args.lever_list) if args.ablate else 0)
+    needed = (args.warmup + args.steps + 2) * args.batch_size * args.tokens_per_sample
+    data = write_data(work, VOCAB, max(needed, 4096 * args.tokens_per_sample if args.find_max_batch else 0), args.seed)
+    common = fairseq_args(str(data), shape, args.device, args.num_workers, args.seed)
+    print(f"device {gpu_name or 'cpu'}; {shape}; {shape.flops_per_token() / 1e9:.3f} GFLOP/token; "
+          f"levers {','.join(args.lever_list) or 'none'}; {runs} runs", flush=True)
+
+    plugin = FairseqSystem(common + plugin_args(args.lever_list, args.device))
+    init = {k: v.detach().cpu().clone() for k, v in plugin.model.state_dict().items()}
+    task = plugin.task
+    batches = functools.partial(epoch_batches, task, plugin.cfg)
+    results = []
+    systems = args.systems.split(",")
+    builders = {
+        "plugin": lambda: plugin,
+        "fairseq": lambda: FairseqSystem(common + stock_args(args.device), task, init),
+        "hf": lambda: HFSystem(shape, init, args.device),
+    }
+    for name in systems:
+        results.append(run_system(name, builders[name], batches, args, shape, peak))
+        if name == "plugin":
+            del plugin, builders["plugin"]
+    if args.ablate:
+        for lever in args.lever_list:
+            chosen = [lv for lv in args.lever_list if lv != lever]
+            results.append(run_system(f"plugin-{lever}", lambda: FairseqSystem(
+                common + plugin_args(chosen, args.device), task, init), batches, args, shape, peak))
+    tps = {r["system"]: r["tokens_per_s"] for r in results if "tokens_per_s" in r}
+    ratios = {f"{a}/{b}": round(tps[a] / tps[b], 3) for a, b in
+              [("plugin", "fairseq"), ("plugin", "hf"), ("fairseq", "hf")] if a in tps and b in tps}
+    ratios.update({f"plugin/plugin-{lv}": round(tps["plugin"] / tps[f"plugin-{lv}"], 3)
+                   for lv in args.lever_list if "plugin" in tps and f"plugin-{lv}" in tps})
+    for key, value in ratios.items():
+        print(f"{key:<32} {value:.3f}x")
+    max_batch = None
+    if args.find_max_batch:
+        if args.device == "cuda":
+            max_batch = find_max_batch(data, shape, args, args.lever_list)
+        else:
+            max_batch = "skipped: --find-max-batch needs a GPU"
+            print(max_batch)
+    figures = {
+        "command": " ".join(["python", *sys.argv]) if argv is None else " ".join(["python", __file__, *argv]),
+        "device": gpu_name or "cpu", "torch": torch.__version__, "cpu_count": os.cpu_count(),
+        "omp_num_threads": torch.get_num_threads(), "shape": shape.__dict__,
+        "flops_per_token": shape.flops_per_token(), "peak_tflops": peak, "levers": args.lever_list,
+        "num_workers": args.num_workers, "warmup": args.warmup,
+        "peak_memory": "torch.cuda.max_memory_allocated per system" if args.device == "cuda"
+        else "process max RSS so far (cumulative: systems run in the order listed)",
+        "differences": DIFFERENCES, "results": results, "ratios": ratios, "max_batch": max_batch,
+    }
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1) + "\n")
+    return figures
+
+
+if __name__ == "__main__":
+    main()
