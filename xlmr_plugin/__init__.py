@@ -7,10 +7,10 @@ train on GPUs and ends fairseq's prefetch thread cleanly at exit. ``XLMR`` is th
 Python API for probing a trained model.
 """
 from . import bf16_on_gpu, checkpoint_safe_globals, clean_exit
-from .criterions import xlmr_masked_lm, xlmr_squad  # noqa: F401
+from .criterions import xlmr_masked_lm, xlmr_ner as xlmr_ner_criterion, xlmr_squad  # noqa: F401
 from .models import xlmr_sdpa  # noqa: F401
 from .optim import fused_adamw  # noqa: F401
-from .tasks import xlmr_mlm, xlmr_squad  # noqa: F401
+from .tasks import xlmr_mlm, xlmr_ner, xlmr_squad  # noqa: F401
 from .hub_interface import XLMR  # noqa: F401  (the Python API: XLMR.from_pretrained)
 
 checkpoint_safe_globals.allow_fairseq_checkpoints()
