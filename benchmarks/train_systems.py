@@ -41,6 +41,9 @@ LEVERS: Dict[str, List[str]] = {
     "checkpoint": ["--checkpoint-activations"],
 }
 DEFAULT_LEVERS = [name for name in LEVERS if name != "checkpoint"]
+# On CPU the GPU-only wins are left out by default: fuse_qkv and pad_vocab cost a weight
+# copy per step there, compile minutes of C++ compilation (--levers switches any on)
+CPU_LEVERS = [name for name in DEFAULT_LEVERS if name not in ("fuse_qkv", "pad_vocab", "compile")]
 
 
 @dataclass

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 from train_systems import (  # noqa: E402
-    DEFAULT_LEVERS, LEVERS, FairseqSystem, HFSystem, Shape, epoch_batches, fairseq_args, plugin_args, stock_args,
+    CPU_LEVERS, DEFAULT_LEVERS, LEVERS, FairseqSystem, HFSystem, Shape, epoch_batches, fairseq_args, plugin_args, stock_args,
 )
 
 VOCAB = 250_002
@@ -178,8 +178,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--arch", choices=["large", "base"], default="large", help="GPU size (CPU: a small one)")
     for name in ("layers", "width", "heads", "ffn", "tokens-per-sample", "batch-size", "warmup", "steps", "num-workers"):
         p.add_argument(f"--{name}", type=int)
-    p.add_argument("--levers", default=",".join(DEFAULT_LEVERS),
-                   help=f"plugin levers, comma-separated, or 'none'; known: {','.join(LEVERS)}")
+    p.add_argument("--levers", help=f"plugin levers, comma-separated, or 'none'; known: {','.join(LEVERS)}; "
+                                    f"default on GPU: {','.join(DEFAULT_LEVERS)}; on CPU: {','.join(CPU_LEVERS)}")
     p.add_argument("--systems", default="plugin,fairseq,hf")
     p.add_argument("--ablate", action="store_true", help="also run the plugin with each lever off in turn")
     p.add_argument("--find-max-batch", action="store_true", help="largest batch per GPU, with and without checkpointing")
@@ -196,6 +196,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.levers is None:
+        args.levers = ",".join(DEFAULT_LEVERS if gpu else CPU_LEVERS)
     args.lever_list = [] if args.levers == "none" else args.levers.split(",")
     unknown = set(args.lever_list) - set(LEVERS)
     if unknown:

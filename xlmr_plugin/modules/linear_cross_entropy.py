@@ -22,43 +22,54 @@ class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, target: Tensor,
                 ignore_index: int, pad_multiple: int, chunk_rows: int) -> Tuple[Tensor, Tensor]:
-        vocab = weight.size(0)
+        vocab, rows_total = weight.size(0), x.size(0)
         pad = (-vocab) % pad_multiple
         w = F.pad(weight, (0, 0, 0, pad)) if pad else weight  # Vp x C
-        b = F.pad(bias.float(), (0, pad), value=float("-inf"))  # Vp, fp32
-        grad_x = torch.empty_like(x)  # N x C
-        grad_w = torch.zeros(w.shape, dtype=torch.float32, device=x.device)  # Vp x C
-        grad_b = torch.zeros(b.shape, dtype=torch.float32, device=x.device)
-        token_loss = torch.zeros(x.size(0), dtype=torch.float32, device=x.device)  # N
-        for start in range(0, x.size(0), chunk_rows):
+        b = F.pad(bias.float(), (0, pad), value=float("-inf"))  # Vp, fp32: padded columns get no mass
+        keep = target.ne(ignore_index)  # N
+        # ignored rows are zeroed in the N x C operands, never in an N x Vp pass
+        # fp16 keeps its matmuls in fp32 here: unscaled softmax gradients underflow in fp16
+        mm_dtype = torch.float32 if x.dtype == torch.float16 else x.dtype
+        x_mm, w = x.to(mm_dtype), w.to(mm_dtype)
+        x_kept = x_mm * keep.unsqueeze(1).to(mm_dtype)
+        grad_x = torch.empty(x.shape, dtype=mm_dtype, device=x.device)  # N x C
+        grad_b = torch.zeros_like(b)  # Vp, fp32
+        # one chunk (the usual case) writes the weight gradient directly; several sum it,
+        # in fp32 when the weights are half precision
+        several = rows_total > chunk_rows
+        grad_w = torch.zeros(w.shape, dtype=torch.float32, device=x.device) if several else None
+        token_loss = torch.empty(rows_total, dtype=torch.float32, device=x.device)  # N
+        for start in range(0, rows_total, chunk_rows):
             rows = slice(start, start + chunk_rows)
-            xc, tc = x[rows], target[rows]
-            logits = (xc @ w.t()).float() + b  # n x Vp, fp32
+            xc, kc = x_mm[rows], keep[rows]
+            tc = target[rows].masked_fill(~kc, 0).unsqueeze(1)  # n x 1
+            logits = (xc @ w.t()).float().add_(b)  # n x Vp, fp32
             lse = torch.logsumexp(logits, dim=-1)  # n
-            keep = tc.ne(ignore_index)
-            tc = tc.masked_fill(~keep, 0).unsqueeze(1)
-            token_loss[rows] = (lse - logits.gather(1, tc).squeeze(1)) * keep
-            # d loss / d logits = softmax - one-hot, for the rows that count
+            token_loss[rows] = (lse - logits.gather(1, tc).squeeze(1)) * kc
+            # d loss / d logits = softmax - one-hot (rows of ignored targets are masked below)
             grad = logits.sub_(lse.unsqueeze(1)).exp_()
-            grad.scatter_add_(1, tc, torch.full_like(tc, -1, dtype=grad.dtype))
-            grad.mul_(keep.unsqueeze(1))
-            grad_b += grad.sum(0)
-            grad = grad.to(x.dtype)
-            grad_x[rows] = grad @ w
-            grad_w.add_(grad.t() @ xc)  # accumulated in fp32 across chunks
+            grad.scatter_add_(1, tc, torch.full(tc.shape, -1.0, dtype=grad.dtype, device=grad.device))
+            grad_b.addmv_(grad.t(), kc.to(grad.dtype))
+            grad = grad.to(mm_dtype)
+            grad_x[rows] = (grad @ w) * kc.unsqueeze(1).to(mm_dtype)
+            if several:
+                grad_w.add_(grad.t() @ x_kept[rows])
+            else:
+                grad_w = grad.t() @ x_kept[rows]  # Vp x C
             del logits, grad
         ctx.save_for_backward(grad_x, grad_w[:vocab], grad_b[:vocab])
-        ctx.dtypes = (weight.dtype, bias.dtype)
+        ctx.dtypes = (x.dtype, weight.dtype, bias.dtype)
         ctx.mark_non_differentiable(token_loss)
         return token_loss.sum(), token_loss
 
     @staticmethod
     def backward(ctx, grad_loss: Tensor, _grad_token_loss: Optional[Tensor]):
+        # the stored gradients are used once: scale them in place (fp16 loss scaling lands here)
         grad_x, grad_w, grad_b = ctx.saved_tensors
-        weight_dtype, bias_dtype = ctx.dtypes
+        x_dtype, weight_dtype, bias_dtype = ctx.dtypes
         scale = grad_loss.float()
-        return ((grad_x.float() * scale).to(grad_x.dtype), (grad_w * scale).to(weight_dtype),
-                (grad_b * scale).to(bias_dtype), None, None, None, None)
+        return (grad_x.mul_(scale).to(x_dtype), grad_w.mul_(scale).to(weight_dtype),
+                grad_b.mul_(scale).to(bias_dtype), None, None, None, None)
 
 
 def linear_cross_entropy(x: Tensor, weight: Tensor, bias: Tensor, target: Tensor, ignore_index: int = -100,
