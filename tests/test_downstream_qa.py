@@ -178,10 +178,17 @@ def mlqa_run(xlmr_data, tmp_path_factory):
     """The whole command on tiny SQuAD / MLQA files of real paragraphs."""
     dest, checkpoint = probe_model(xlmr_data, tmp_path_factory)
     root = tmp_path_factory.mktemp("mlqa")
-    squad_file(root / "squad" / "train-v1.1.json", qa_items("en", 8, 2, "train"))
+    train = qa_items("en", 8, 2, "train")
+    qid, question, text, start = train[0][1][0]
+    train[0][1][0] = (qid, question, text, start + 1)  # answer_start off by one: counted, not trained on
+    squad_file(root / "squad" / "train-v1.1.json", train)
     squad_file(root / "squad" / "dev-v1.1.json", qa_items("en", 2, 2, "dev"))
     for lang in E2E_LANGS:
-        squad_file(root / "MLQA_V1" / "test" / f"test-context-{lang}-question-{lang}.json", qa_items(lang, 2, 2, lang))
+        items = qa_items(lang, 2, 2, lang)
+        if lang == "de":  # counted, and still scored: the metric reads the answer texts only
+            qid, question, text, start = items[1][1][1]
+            items[1][1][1] = (qid, question, text, start + 3)
+        squad_file(root / "MLQA_V1" / "test" / f"test-context-{lang}-question-{lang}.json", items)
     out = root / "out"
     run_tool("xlmr-mlqa", [
         checkpoint, "--data-dir", dest, "--squad-train", root / "squad" / "train-v1.1.json",
@@ -209,13 +216,18 @@ def test_mlqa_command_fine_tunes_and_scores_every_language(mlqa_run):
                       read_squad(root / "squad" / "dev-v1.1.json").golds())
     assert results["squad_dev"] == pytest.approx({k: round(v, 2) for k, v in dev.items()})
     assert "| avg |" in (out / "results.md").read_text(encoding="utf-8")
+    mismatched = {path.split("/")[-1]: n for path, n in results["answers_not_in_context"].items()}
+    assert mismatched == {"train-v1.1.json": 1, "dev-v1.1.json": 0, **{
+        f"test-context-{lang}-question-{lang}.json": int(lang == "de") for lang in E2E_LANGS}}
 
 
 def test_mlqa_fine_tuning_runs_the_recipe_through_fairseq_train(mlqa_run):
     _, out = mlqa_run
     log = (out / "checkpoints" / "train.log").read_text(encoding="utf-8")
     train_windows = len(json.loads((out / "data" / "train.windows.json").read_text(encoding="utf-8"))["windows"])
-    updates = [r for r in json_records(log, "train_inner")]
+    updates = json_records(log, "train_inner")
+    meta = json.loads((out / "data" / "train.windows.json").read_text(encoding="utf-8"))
+    assert len(meta["questions"]) == 15 and "train0-0" not in meta["questions"]  # the mismatched one is dropped
     assert len(updates) == 2 * math.ceil(train_windows / 8)  # 2 epochs of batches of 8 windows
     assert all(np.isfinite(r["loss"]) for r in updates)
     epochs = json_records(log, "train")

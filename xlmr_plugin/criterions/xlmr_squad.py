@@ -1,7 +1,7 @@
 """Criterion ``xlmr_squad``: the mean of the start and end cross entropies, as BERT's
 and XLM-R's SQuAD fine-tuning (``(start_loss + end_loss) / 2``)."""
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, List, Tuple
 
 import torch

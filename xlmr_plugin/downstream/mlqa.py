@@ -24,7 +24,6 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-import numpy as np
 import torch
 
 from preprocess.atomic import atomic_path
@@ -119,7 +118,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     data = args.out / "data"
     mlqa = {lang: mlqa_path(args.mlqa, args.split, lang) for lang in args.langs}  # every file, before training
     valid = args.squad_dev or mlqa_path(args.mlqa, "dev", "en")
-    train_windows = write_qa_split(read_squad(args.squad_train, training=True), pieces, windows, data, "train")
+    train = read_squad(args.squad_train, training=True)
+    train_windows = write_qa_split(train, pieces, windows, data, "train")
     evaluated = {"valid": read_squad(valid)}
     write_qa_split(evaluated["valid"], pieces, windows, data, "valid")
     for lang, path in mlqa.items():
@@ -133,7 +133,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     scores, meta = {}, {"protocol": f"zero-shot: SQuAD v1.1 train (en) -> MLQA {args.split}, context = question language",
                         "checkpoint": str(args.checkpoint), "fine-tuned": str(best),
-                        "command": "xlmr-mlqa " + " ".join(map(shlex.quote, sys.argv[1:] if argv is None else argv))}
+                        "command": "xlmr-mlqa " + " ".join(shlex.quote(str(a)) for a in (sys.argv[1:] if argv is None else argv)),
+                        # answers whose answer_start does not point at their text (training drops them)
+                        "answers_not_in_context": {str(f.path): f.mismatched for f in (train, *evaluated.values())}}
     splits = ["valid"] * bool(args.squad_dev) + [f"mlqa_{lang}" for lang in args.langs]
     for split in splits:
         source = evaluated[split]
