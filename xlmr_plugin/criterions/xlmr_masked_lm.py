@@ -8,6 +8,7 @@ from fairseq import modules, utils
 from fairseq.criterions import register_criterion
 from fairseq.criterions.masked_lm import MaskedLmConfig, MaskedLmLoss
 from fairseq.logging import metrics
+from fairseq.utils import safe_getattr
 
 from ..modules.linear_cross_entropy import linear_cross_entropy
 
@@ -44,9 +45,10 @@ class XLMRMaskedLmLoss(MaskedLmLoss):
 
     def __init__(self, cfg: XLMRMaskedLmConfig, task):
         super().__init__(cfg, task)
-        self.fused_cross_entropy = cfg.fused_cross_entropy
-        self.chunk_rows = cfg.cross_entropy_chunk_rows
-        self.train_language_metrics = not cfg.no_train_language_metrics
+        # safe_getattr: callers may pass a bare {"tpu": ...} config (the levers then stay off)
+        self.fused_cross_entropy = safe_getattr(cfg, "fused_cross_entropy", False)
+        self.chunk_rows = safe_getattr(cfg, "cross_entropy_chunk_rows", 2048)
+        self.train_language_metrics = not safe_getattr(cfg, "no_train_language_metrics", False)
 
     def forward(self, model, sample: Dict[str, Any], reduce: bool = True) -> Tuple[torch.Tensor, int, Dict]:
         masked = sample["target"].ne(self.padding_idx)  # B x T
