@@ -4,6 +4,7 @@ alignment on real words, entity scores of fixed predictions against hand counts,
 on files in the official names and formats, with real sentences."""
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -96,6 +97,17 @@ def test_iob2_predictions_against_iob1_gold_by_hand(tmp_path):
 def test_windows_cover_every_word_once():
     assert windows([2, 3, 1, 4, 1], 5) == [(0, 2), (2, 4), (4, 5)]
     assert windows([7, 1], 5) == [(0, 1), (1, 2)]  # a word longer than a window stays alone
+
+
+def test_official_names_overrides_and_encodings(tmp_path):
+    files = ner_cli.official_files(tmp_path, ["en.test=/data/test.txt"])
+    assert files[("es", "dev")] == tmp_path / "esp.testa" and files[("de", "train")] == tmp_path / "deu.train"
+    assert files[("en", "test")] == Path("/data/test.txt")
+    with pytest.raises(ValueError, match="expected LANG.SPLIT=PATH"):
+        ner_cli.official_files(tmp_path, ["en.testb=x"])
+    assert ner_cli.encodings(["latin-1", "en=utf-8"]) == {"en": "utf-8", "de": "latin-1", "es": "latin-1", "nl": "latin-1"}
+    assert ner_cli.plan("cross-lingual", ["de"]) == {"train": [("en", "train")], "valid": [("en", "dev")],
+                                                    "test_de": [("de", "test")]}
 
 
 def real_sentences(lang: str, n: int, skip: int = 0, latin1: bool = False) -> list:

@@ -109,7 +109,10 @@ def run(args: argparse.Namespace, extra: Sequence[str] = (), command: str = "") 
     splits = plan(args.protocol, args.test_langs.split(","))
     read = {key: read_conll(files[key], encoding[key[0]]) for parts in splits.values() for key in parts}
     labels = label_dictionary(s for sentences in read.values() for s in sentences)
-    window = args.window or _max_positions(pretrained) - 2  # room for <s> and </s>
+    longest = _max_positions(pretrained) - 2  # room for <s> and </s>
+    if args.window > longest:
+        raise ValueError(f"--window {args.window}: the model has {longest + 2} positions, at most {longest} pieces fit")
+    window = args.window or longest
     data = args.out / "data"
     stats = {
         split: write_token_classification([s for key in parts for s in read[key]], pretrained.sentencepiece,
