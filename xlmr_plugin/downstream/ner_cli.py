@@ -16,7 +16,7 @@ Protocols (XLM-R paper, Table 2):
 Default recipe: XTREME's NER fine-tuning of XLM-R (google-research/xtreme,
 scripts/train_panx.sh with its run_tag.py defaults): Adam (eps 1e-8, no weight
 decay), lr 2e-5 decayed linearly to 0 without warmup, 10 epochs, 32 sentences per
-update, gradient clipping 1.0, dropout 0.1. Any further argument goes to fairseq-train
+update, gradient clipping 1.0, dropout 0.1 (encoder and head). Any further argument goes to fairseq-train
 and overrides the recipe (``--fp16``, ``--num-workers``, ...).
 """
 from __future__ import annotations
@@ -91,6 +91,7 @@ def recipe(args: argparse.Namespace, train_items: int, extra: Sequence[str] = ()
         "--total-num-update", str(updates), "--max-epoch", str(args.epochs),
         "--batch-size", str(args.batch_size), "--update-freq", str(args.update_freq),
         "--required-batch-size-multiple", "1", "--dropout", "0.1", "--attention-dropout", "0.1",
+        "--pooler-dropout", "0.1",  # before the head's layers, as the 0.1 before HF's token classifier
         "--find-unused-parameters",  # the LM head gets no gradient (matters under DDP only)
         *extra,
     ]
