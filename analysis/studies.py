@@ -1,0 +1,178 @@
+"""The paper's analyses as named sweeps: `xlmr-sweep DATA --study NAME --sweep-dir DIR`.
+
+A study turns its values (`--study-values`, or the paper's) into runs, each a set of
+fairseq-train options and a `run.json` that says what the run varies, so that
+`xlmr-report` can put the runs of a study on one axis:
+
+- alpha:    --multilang-sampling-alpha over 0.1 0.3 0.7 1.0 (paper: 0.3 balances high-
+            and low-resource languages)
+- curse:    nested language sets (3 7 15 25 languages, always holding the core ones) at
+            a fixed width (paper: beyond 7-15 languages, per-language quality falls)
+- capacity: the same sets, the width growing a quarter of the base width per set
+            (paper: 768 -> 960 -> 1152 recovers the loss)
+- vocab:    vocabularies of 32k 64k 128k 256k pieces, each prepared by xlmr-prepare
+            from --corpus, the width chosen so the parameter count stays within 2%
+            of the first (paper: 32k -> 256k gives +2.8% XNLI)
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from analysis.capacity import Shape, dictionary_size, encoder_parameters, scaled_shape, shape_for_parameters
+from slurm import recipes
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_VALUES = {
+    "alpha": ["0.1", "0.3", "0.7", "1.0"],
+    "curse": ["3", "7", "15", "25"],
+    "capacity": ["3", "7", "15", "25"],
+    "vocab": ["32000", "64000", "128000", "256000"],
+}
+# what each study puts on the x axis of its figure
+AXES = {
+    "alpha": "language sampling exponent α",
+    "curse": "languages in training (fixed width)",
+    "capacity": "languages in training (width scaled)",
+    "vocab": "vocabulary size (pieces)",
+}
+
+
+@dataclass
+class StudyRun:
+    """One run of a study: its directory name, data, fairseq options and what it varies."""
+
+    name: str
+    data: Path
+    options: list[tuple[str, str]]
+    meta: dict = field(default_factory=dict)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("studies (--study NAME instead of --grid)")
+    group.add_argument("--study", choices=sorted(DEFAULT_VALUES), help="one of the paper's analyses; see analysis/studies.py")
+    group.add_argument("--study-values", nargs="+", metavar="V",
+                       help="the study's values: alphas, language counts or vocabulary sizes (default: the paper's)")
+    group.add_argument("--core-langs", help="curse/capacity: the languages every set holds and the report follows "
+                                            "(default: the largest languages, as many as the smallest set)")
+    group.add_argument("--corpus", type=Path, help="vocab: the raw corpus each vocabulary is prepared from")
+    group.add_argument("--prepare-options", default="",
+                       help="vocab: more xlmr-prepare options, one string, e.g. '--langs en,de --valid-docs 20'")
+
+
+def read_stats(data: Path) -> dict[str, dict]:
+    """DATA/stats.tsv of xlmr-prepare: one row per language, numbers as floats."""
+    path = Path(data) / "stats.tsv"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no stats.tsv (is {data} an xlmr-prepare output?)")
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    return {row["lang"]: {k: float(v) for k, v in row.items() if k != "lang"} for row in rows}
+
+
+def base_shape(extra: list[str], preset: Optional[str]) -> tuple[str, Shape]:
+    """The architecture the runs start from: --arch (or the preset's) and any size flag in `extra`."""
+    from xlmr_plugin.models.xlmr_sdpa import SIZES  # imports fairseq: only when a study needs it
+
+    arch = recipes.flag_value(extra, "--arch") or (recipes.PRESETS[preset].arch if preset else None)
+    if arch not in SIZES:
+        raise ValueError(f"--arch {arch}: a study needs one of the xlmr_sdpa sizes {', '.join(SIZES)}")
+    size = SIZES[arch]
+    value = lambda flag, default: int(recipes.flag_value(extra, flag) or default)  # noqa: E731
+    return arch, Shape(value("--encoder-layers", size.layers), value("--encoder-embed-dim", size.width),
+                       value("--encoder-attention-heads", size.heads), value("--encoder-ffn-embed-dim", size.ffn))
+
+
+def _shape_options(shape: Shape) -> list[tuple[str, str]]:
+    return [("encoder-embed-dim", str(shape.width)), ("encoder-attention-heads", str(shape.heads)),
+            ("encoder-ffn-embed-dim", str(shape.ffn))]
+
+
+def alpha_runs(args: argparse.Namespace, values: list[str], extra: list[str]) -> list[StudyRun]:
+    return [StudyRun(f"alpha={v}", args.data, [("multilang-sampling-alpha", v)], {"x": float(v)}) for v in values]
+
+
+def language_sets(stats: dict[str, dict], sizes: list[int], core: Optional[str]) -> tuple[list[str], list[list[str]]]:
+    """Nested language sets: the core languages, then the others from the largest down."""
+    by_size = sorted(stats, key=lambda lang: (-stats[lang]["train_tokens"], lang))
+    core_langs = core.split(",") if core else by_size[:min(sizes)]
+    missing = [lang for lang in core_langs if lang not in stats]
+    if missing:
+        raise ValueError(f"--core-langs: {','.join(missing)} not in the data (languages: {','.join(by_size)})")
+    if max(sizes) > len(stats) or min(sizes) < len(core_langs):
+        raise ValueError(f"--study-values: sets of {len(core_langs)} to {len(stats)} languages are possible, "
+                         f"got {sizes}")
+    order = core_langs + [lang for lang in by_size if lang not in core_langs]
+    return core_langs, [order[:n] for n in sorted(sizes)]
+
+
+def multilingual_runs(scaled: bool) -> Callable[[argparse.Namespace, list[str], list[str]], list[StudyRun]]:
+    def runs(args: argparse.Namespace, values: list[str], extra: list[str]) -> list[StudyRun]:
+        core, sets = language_sets(read_stats(args.data), [int(v) for v in values], args.core_langs)
+        arch, base = base_shape(extra, args.preset)
+        result = []
+        for step, langs in enumerate(sets):
+            shape = scaled_shape(base, step) if scaled else base
+            options = [("langs", ",".join(langs))] + (_shape_options(shape) if scaled else [])
+            meta = {"x": len(langs), "core_langs": core, "width": shape.width, "arch": arch,
+                    "parameters": encoder_parameters(shape, dictionary_size(args.data))}
+            result.append(StudyRun(f"langs={len(langs)}", args.data, options, meta))
+        return result
+
+    return runs
+
+
+def vocab_runs(args: argparse.Namespace, values: list[str], extra: list[str]) -> list[StudyRun]:
+    """One xlmr-prepare per vocabulary size under SWEEP/data/, then widths that keep the
+    parameter count of the first vocabulary at the base width."""
+    from preprocess import prepare
+
+    if args.corpus is None:
+        raise ValueError("--study vocab needs --corpus: every vocabulary size is prepared from the raw text")
+    arch, base = base_shape(extra, args.preset)
+    sizes = [int(v) for v in values]
+    prepared = []
+    for size in sizes:
+        dest = args.sweep_dir / "data" / f"vocab={size}"
+        argv = [str(args.corpus), str(dest), "--vocab-size", str(size), *shlex.split(args.prepare_options)]
+        if args.executor == "slurm":  # binarize as a job array too
+            argv += ["--executor", "slurm", "--time", str(args.time_min), "--cpus-per-task", str(args.cpus_per_task)]
+            argv += [t for key in ("partition", "account", "qos") if getattr(args, key) for t in (f"--{key}", getattr(args, key))]
+        logger.info("vocabulary %d: xlmr-prepare %s", size, " ".join(argv))
+        if prepare.main(argv) != 0:
+            raise RuntimeError(f"xlmr-prepare failed for --vocab-size {size}: see its log above")
+        prepared.append(dest)
+    target = encoder_parameters(base, dictionary_size(prepared[0]))
+    result = []
+    for size, dest in zip(sizes, prepared):
+        vocab = dictionary_size(dest)
+        shape = base if dest == prepared[0] else shape_for_parameters(base, vocab, target)
+        meta = {"x": size, "embeddings": vocab, "width": shape.width, "ffn": shape.ffn, "arch": arch,
+                "parameters": encoder_parameters(shape, vocab), "target_parameters": target}
+        logger.info("vocabulary %d: width %d, FFN %d, %s parameters (target %s)", size, shape.width, shape.ffn,
+                    f"{meta['parameters']:,}", f"{target:,}")
+        result.append(StudyRun(f"vocab={size}", dest, _shape_options(shape), meta))
+    return result
+
+
+STUDIES = {
+    "alpha": alpha_runs,
+    "curse": multilingual_runs(scaled=False),
+    "capacity": multilingual_runs(scaled=True),
+    "vocab": vocab_runs,
+}
+
+
+def study_runs(args: argparse.Namespace, extra: list[str]) -> list[StudyRun]:
+    """The runs of `args.study`, each with the study's name and axis in its metadata."""
+    values = args.study_values or DEFAULT_VALUES[args.study]
+    runs = STUDIES[args.study](args, values, extra)
+    for run in runs:
+        run.meta.update(study=args.study, x_label=AXES[args.study])
+    return runs
