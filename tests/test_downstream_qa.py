@@ -18,6 +18,7 @@ from xlmr_plugin.downstream.squad import DataError, mlqa_path, read_squad
 
 WORD = re.compile(r"\w+")
 E2E_LANGS = ["en", "de", "es", "vi", "zh"]  # MLQA's languages with text in the shared corpus (no ar, hi)
+EPOCHS = 30  # enough for the tiny model to learn some of its 15 training questions by heart
 
 
 def paragraphs(lang: str, n: int, min_chars: int = 150, max_chars: int = 600) -> list:
@@ -49,8 +50,10 @@ def squad_file(path, items) -> dict:
     return data
 
 
-def qa_items(lang: str, n_paragraphs: int, per_paragraph: int, prefix: str) -> list:
-    texts = paragraphs(lang, 2 * n_paragraphs)
+def qa_items(lang: str, n_paragraphs: int, per_paragraph: int, prefix: str, skip: int = 0) -> list:
+    """Questions on ``n_paragraphs`` real paragraphs (after the first ``skip``); each question's
+    text is the start of another paragraph."""
+    texts = paragraphs(lang, skip + 2 * n_paragraphs)[skip:]
     contexts, questions = texts[:n_paragraphs], texts[n_paragraphs:]
     return [(c, [(f"{prefix}{p}-{k}", " ".join(questions[p].split()[:8]) + "?", t, s)
                  for k, (t, s) in enumerate(word_answers(c, per_paragraph))])
@@ -182,9 +185,10 @@ def mlqa_run(xlmr_data, tmp_path_factory):
     qid, question, text, start = train[0][1][0]
     train[0][1][0] = (qid, question, text, start + 1)  # answer_start off by one: counted, not trained on
     squad_file(root / "squad" / "train-v1.1.json", train)
-    squad_file(root / "squad" / "dev-v1.1.json", qa_items("en", 2, 2, "dev"))
+    # the dev file repeats the training questions: a model that learned must answer some of them
+    squad_file(root / "squad" / "dev-v1.1.json", train)
     for lang in E2E_LANGS:
-        items = qa_items(lang, 2, 2, lang)
+        items = qa_items(lang, 2, 2, lang, skip=16 if lang == "en" else 0)  # not the training paragraphs
         if lang == "de":  # counted, and still scored: the metric reads the answer texts only
             qid, question, text, start = items[1][1][1]
             items[1][1][1] = (qid, question, text, start + 3)
@@ -194,7 +198,7 @@ def mlqa_run(xlmr_data, tmp_path_factory):
         checkpoint, "--data-dir", dest, "--squad-train", root / "squad" / "train-v1.1.json",
         "--squad-dev", root / "squad" / "dev-v1.1.json", "--mlqa", root / "MLQA_V1", "--langs", ",".join(E2E_LANGS),
         "--out", out, "--max-seq-length", "48", "--doc-stride", "16", "--max-query-length", "8",
-        "--batch-size", "8", "--epochs", "2", "--warmup-updates", "2", "--lr", "1e-3", "--eval-batch-size", "16",
+        "--batch-size", "8", "--epochs", EPOCHS, "--warmup-updates", "10", "--lr", "2e-3", "--eval-batch-size", "16",
         "--cpu", "--log-interval", "1",  # fairseq-train flags
     ])
     return root, out
@@ -215,9 +219,10 @@ def test_mlqa_command_fine_tunes_and_scores_every_language(mlqa_run):
     dev = squad_score(json.loads((out / "predictions" / "squad_dev.json").read_text(encoding="utf-8")),
                       read_squad(root / "squad" / "dev-v1.1.json").golds())
     assert results["squad_dev"] == pytest.approx({k: round(v, 2) for k, v in dev.items()})
+    assert results["squad_dev"]["exact_match"] >= 25  # 50 when written: the head learned its questions
     assert "| avg |" in (out / "results.md").read_text(encoding="utf-8")
     mismatched = {path.split("/")[-1]: n for path, n in results["answers_not_in_context"].items()}
-    assert mismatched == {"train-v1.1.json": 1, "dev-v1.1.json": 0, **{
+    assert mismatched == {"train-v1.1.json": 1, "dev-v1.1.json": 1, **{
         f"test-context-{lang}-question-{lang}.json": int(lang == "de") for lang in E2E_LANGS}}
 
 
@@ -228,9 +233,10 @@ def test_mlqa_fine_tuning_runs_the_recipe_through_fairseq_train(mlqa_run):
     updates = json_records(log, "train_inner")
     meta = json.loads((out / "data" / "train.windows.json").read_text(encoding="utf-8"))
     assert len(meta["questions"]) == 15 and "train0-0" not in meta["questions"]  # the mismatched one is dropped
-    assert len(updates) == 2 * math.ceil(train_windows / 8)  # 2 epochs of batches of 8 windows
+    assert len(updates) == EPOCHS * math.ceil(train_windows / 8)  # batches of 8 windows
     assert all(np.isfinite(r["loss"]) for r in updates)
     epochs = json_records(log, "train")
-    assert [r["epoch"] for r in epochs] == [1, 2] and epochs[1]["train_loss"] < epochs[0]["train_loss"]
+    assert [r["epoch"] for r in epochs] == list(range(1, EPOCHS + 1))
+    assert epochs[-1]["train_loss"] < epochs[0]["train_loss"] / 2
     assert json_records(log, "valid")[-1]["valid_num_updates"] == len(updates)
     assert (out / "checkpoints" / "checkpoint_best.pt").is_file()
