@@ -5,10 +5,12 @@ on the same batches and starting weights.
     python benchmarks/train_throughput.py --device cpu      # a small configuration, 250,002 vocabulary
     ... --levers fuse_qkv,fused_ce | none   --ablate (each lever off in turn)   --find-max-batch
 
-Each system takes ``--warmup`` untimed steps, then ``--steps`` timed ones; the figures
+Each system takes ``--warmup`` untimed steps, then ``--steps`` timed ones, in ``--rounds``
+rounds of alternating order (A B C, C B A), each on a freshly built system; the figures
 are tokens/s (all block tokens), model FLOPs utilisation (FLOPs per token as the issue
 counts them: 6 N_encoder + 12 L d s + 0.15 * 6 (d^2 + d V)), peak memory, the time the
-loop waited for the data loader, the loss, and the ratios between systems. What the
+loop waited for the data loader, the loss, and the ratios between systems (of the means
+over rounds). What the
 systems are and what differs between them: benchmarks/train_systems.py.
 """
 from __future__ import annotations
@@ -129,6 +131,23 @@ def run_system(name: str, build, batches, args, shape, peak) -> dict:
     return result
 
 
+def summarise(name: str, runs: List[dict]) -> dict:
+    """One system over its rounds: the mean tokens/s (and step time, MFU), each round's
+    tokens/s, and the other figures of the last round."""
+    ok = [r for r in runs if "error" not in r]
+    if not ok:
+        return runs[-1]
+    out = {k: v for k, v in ok[-1].items() if k != "round"}
+    mean = sum(r["tokens_per_s"] for r in ok) / len(ok)
+    scale = mean / ok[-1]["tokens_per_s"]
+    out.update(tokens_per_s=round(mean, 1), step_s=round(ok[-1]["step_s"] / scale, 4),
+               model_tflops_per_s=round(ok[-1]["model_tflops_per_s"] * scale, 3),
+               mfu=round(ok[-1]["mfu"] * scale, 4) if ok[-1]["mfu"] is not None else None,
+               peak_memory_gb=max(r["peak_memory_gb"] for r in ok),
+               tokens_per_s_by_round=[r["tokens_per_s"] for r in ok])
+    return out
+
+
 def format_row(r: dict) -> str:
     if "error" in r:
         return f"{r['system']:<24} {r['error']}"
@@ -176,7 +195,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", choices=["cuda", "cpu"], default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--arch", choices=["large", "base"], default="large", help="GPU size (CPU: a small one)")
-    for name in ("layers", "width", "heads", "ffn", "tokens-per-sample", "batch-size", "warmup", "steps", "num-workers"):
+    for name in ("layers", "width", "heads", "ffn", "tokens-per-sample", "batch-size", "warmup", "steps", "num-workers",
+                 "rounds"):
         p.add_argument(f"--{name}", type=int)
     p.add_argument("--levers", help=f"plugin levers, comma-separated, or 'none'; known: {','.join(LEVERS)}; "
                                     f"default on GPU: {','.join(DEFAULT_LEVERS)}; on CPU: {','.join(CPU_LEVERS)}")
@@ -192,7 +212,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     size = {"large": (24, 1024, 16, 4096), "base": (12, 768, 12, 3072)}[args.arch] if gpu else (2, 256, 4, 1024)
     defaults = dict(zip(["layers", "width", "heads", "ffn"], size), tokens_per_sample=512 if gpu else 128,
                     batch_size=16 if gpu else 8, warmup=10 if gpu else 2, steps=30 if gpu else 5,
-                    num_workers=4 if gpu else 1)
+                    num_workers=4 if gpu else 1, rounds=2)
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -211,38 +231,45 @@ def main(argv=None) -> dict:
     gpu_name = torch.cuda.get_device_name() if args.device == "cuda" else None
     peak = args.peak_tflops or next((v for k, v in PEAK_TFLOPS.items() if gpu_name and k in gpu_name), None)
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="xlmr-train-bench-"))
-    runs = len(args.systems.split(",")) + (len(args.lever_list) if args.ablate else 0)
+    n_runs = args.rounds * (len(args.systems.split(",")) + (len(args.lever_list) if args.ablate else 0))
     needed = (args.warmup + args.steps + 2) * args.batch_size * args.tokens_per_sample
     data = write_data(work, VOCAB, max(needed, 4096 * args.tokens_per_sample if args.find_max_batch else 0), args.seed)
     common = fairseq_args(str(data), shape, args.device, args.num_workers, args.seed)
     print(f"device {gpu_name or 'cpu'}; {shape}; {shape.flops_per_token() / 1e9:.3f} GFLOP/token; "
-          f"levers {','.join(args.lever_list) or 'none'}; {runs} runs", flush=True)
+          f"levers {','.join(args.lever_list) or 'none'}; {n_runs} runs", flush=True)
 
     plugin = FairseqSystem(common + plugin_args(args.lever_list, args.device))
     init = {k: v.detach().cpu().clone() for k, v in plugin.model.state_dict().items()}
     task = plugin.task
     batches = functools.partial(epoch_batches, task, plugin.cfg)
-    results = []
-    systems = args.systems.split(",")
     builders = {
-        "plugin": lambda: plugin,
+        "plugin": lambda: FairseqSystem(common + plugin_args(args.lever_list, args.device), task, init),
         "fairseq": lambda: FairseqSystem(common + stock_args(args.device), task, init),
         "hf": lambda: HFSystem(shape, init, args.device),
     }
-    for name in systems:
-        results.append(run_system(name, builders[name], batches, args, shape, peak))
-        if name == "plugin":
-            del plugin, builders["plugin"]
     if args.ablate:
         for lever in args.lever_list:
             chosen = [lv for lv in args.lever_list if lv != lever]
-            results.append(run_system(f"plugin-{lever}", lambda: FairseqSystem(
-                common + plugin_args(chosen, args.device), task, init), batches, args, shape, peak))
+            builders[f"plugin-{lever}"] = functools.partial(
+                lambda c: FairseqSystem(common + plugin_args(c, args.device), task, init), chosen)
+    order = args.systems.split(",") + [name for name in builders if name.startswith("plugin-")]
+    first = {"plugin": plugin}  # the system already built for the task and the weights
+    del plugin
+    runs = []
+    # rounds alternate the order (A B C, C B A, ...): no system always runs first or last
+    for r in range(args.rounds):
+        for name in (order if r % 2 == 0 else order[::-1]):
+            build = (lambda n=name: first.pop(n)) if name in first else builders[name]
+            runs.append({**run_system(name, build, batches, args, shape, peak), "round": r})
+    results = [summarise(name, [run for run in runs if run["system"] == name]) for name in order]
     tps = {r["system"]: r["tokens_per_s"] for r in results if "tokens_per_s" in r}
     ratios = {f"{a}/{b}": round(tps[a] / tps[b], 3) for a, b in
               [("plugin", "fairseq"), ("plugin", "hf"), ("fairseq", "hf")] if a in tps and b in tps}
     ratios.update({f"plugin/plugin-{lv}": round(tps["plugin"] / tps[f"plugin-{lv}"], 3)
                    for lv in args.lever_list if "plugin" in tps and f"plugin-{lv}" in tps})
+    print("mean over rounds:")
+    for r in results:
+        print(format_row(r))
     for key, value in ratios.items():
         print(f"{key:<32} {value:.3f}x")
     max_batch = None
@@ -260,7 +287,8 @@ def main(argv=None) -> dict:
         "num_workers": args.num_workers, "warmup": args.warmup,
         "peak_memory": "torch.cuda.max_memory_allocated per system" if args.device == "cuda"
         else "process max RSS so far (cumulative: systems run in the order listed)",
-        "differences": DIFFERENCES, "results": results, "ratios": ratios, "max_batch": max_batch,
+        "rounds": args.rounds, "differences": DIFFERENCES, "results": results, "ratios": ratios,
+        "runs": runs, "max_batch": max_batch,
     }
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1) + "\n")

@@ -165,7 +165,7 @@ def test_benchmark_cpu_end_to_end(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "train_throughput.py"), "--device", "cpu",
          "--layers", "1", "--width", "64", "--batch-size", "2", "--tokens-per-sample", "64",
-         "--warmup", "1", "--steps", "2", "--json", str(out), "--work-dir", str(tmp_path / "data")],
+         "--warmup", "1", "--steps", "2", "--rounds", "1", "--json", str(out), "--work-dir", str(tmp_path / "data")],
         cwd=REPO, capture_output=True, text=True, timeout=600,
         env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "PYTHONWARNINGS": "ignore"},
     )
