@@ -24,7 +24,8 @@ LINES = {
                ("ppl_all", "all languages")], PPL_LABEL),
     "curse": ([("ppl_core", "core languages, fixed width")], PPL_LABEL),
     "capacity": ([("ppl_core", "core languages, width scaled")], PPL_LABEL),
-    "vocab": ([("bits_per_char", "all languages")], "validation loss (bits per character)"),
+    "vocab": ([("bits_per_char", "all languages, parameters within 2%")],
+              "validation loss (bits per character)\n(masked-token loss / characters per token)"),
 }
 GROUPS = {"curse": "languages", "capacity": "languages"}  # studies drawn on one figure
 
@@ -93,6 +94,10 @@ def plot_studies(name: str, studies: list[tuple[str, list[dict], str]], out: Pat
             ax.set_xticks(range(len(rows)), [str(row["x"]) for row in rows], rotation=20)
     if name == "vocab":
         ax.set_xscale("log", base=2)
+        ax.minorticks_off()
+    if name in ("vocab", "languages"):  # ticks at the runs' values: 32k 64k ..., 3 7 15 25
+        xs = sorted({row["x"] for _, rows, _ in studies for row in rows})
+        ax.set_xticks(xs, [f"{x / 1000:g}k" if x >= 1000 else f"{x:g}" for x in xs])
     ax.legend(fontsize=8)
     written = [_save(fig, out / f"{name}.png")] if any(drawn) else []
     scores = sorted({k for _, rows, _ in studies for row in rows for k in row if k.startswith("downstream_")})

@@ -11,8 +11,9 @@ fairseq-train options and a `run.json` that says what the run varies, so that
 - capacity: the same sets, the width growing a quarter of the base width per set
             (paper: 768 -> 960 -> 1152 recovers the loss)
 - vocab:    vocabularies of 32k 64k 128k 256k pieces, each prepared by xlmr-prepare
-            from --corpus, the width chosen so the parameter count stays within 2%
-            of the first (paper: 32k -> 256k gives +2.8% XNLI)
+            from DATA, here the raw corpus, into DIR/data/vocab=<size>/; the width is
+            chosen so the parameter count stays within 2% of the first vocabulary's
+            (paper: 32k -> 256k gives +2.8% XNLI)
 """
 from __future__ import annotations
 
@@ -61,7 +62,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="the study's values: alphas, language counts or vocabulary sizes (default: the paper's)")
     group.add_argument("--core-langs", help="curse/capacity: the languages every set holds and the report follows "
                                             "(default: the largest languages, as many as the smallest set)")
-    group.add_argument("--corpus", type=Path, help="vocab: the raw corpus each vocabulary is prepared from")
     group.add_argument("--prepare-options", default="",
                        help="vocab: more xlmr-prepare options, one string, e.g. '--langs en,de --valid-docs 20'")
 
@@ -129,18 +129,19 @@ def multilingual_runs(scaled: bool) -> Callable[[argparse.Namespace, list[str], 
 
 
 def vocab_runs(args: argparse.Namespace, values: list[str], extra: list[str]) -> list[StudyRun]:
-    """One xlmr-prepare per vocabulary size under SWEEP/data/, then widths that keep the
-    parameter count of the first vocabulary at the base width."""
+    """One xlmr-prepare of DATA (the raw corpus) per vocabulary size under SWEEP/data/, then
+    widths that keep the parameter count of the first vocabulary at the base width."""
     from preprocess import prepare
 
-    if args.corpus is None:
-        raise ValueError("--study vocab needs --corpus: every vocabulary size is prepared from the raw text")
+    if (Path(args.data) / "dict.txt").exists():
+        raise ValueError(f"--study vocab prepares each vocabulary itself: DATA must be the raw corpus, "
+                         f"not the prepared {args.data}")
     arch, base = base_shape(extra, args.preset)
     sizes = [int(v) for v in values]
     prepared = []
     for size in sizes:
         dest = args.sweep_dir / "data" / f"vocab={size}"
-        argv = [str(args.corpus), str(dest), "--vocab-size", str(size), *shlex.split(args.prepare_options)]
+        argv = [str(args.data), str(dest), "--vocab-size", str(size), *shlex.split(args.prepare_options)]
         if args.executor == "slurm":  # binarize as a job array too
             argv += ["--executor", "slurm", "--time", str(args.time_min), "--cpus-per-task", str(args.cpus_per_task)]
             argv += [t for key in ("partition", "account", "qos") if getattr(args, key) for t in (f"--{key}", getattr(args, key))]

@@ -81,8 +81,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     train.add_training_arguments(parser)
     studies.add_arguments(parser)
     args, extra = parser.parse_known_args(argv)
-    if args.data is None and args.study != "vocab":
-        parser.error("DATA is required")
+    if args.data is None:
+        parser.error("DATA is required (for --study vocab: the raw corpus)")
     if (args.grid is None) == (args.study is None):
         parser.error("give either --grid or --study")
     if args.grid and any(len(axis) < 2 for axis in args.grid):

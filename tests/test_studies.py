@@ -29,7 +29,7 @@ def tool(name: str, *argv) -> str:
 
 
 def sweep(data, sweep_dir: Path, *study_args: str) -> dict:
-    tool("xlmr-sweep", *([data] if data else []), "--sweep-dir", sweep_dir, "--gpus-per-node", "0",
+    tool("xlmr-sweep", data, "--sweep-dir", sweep_dir, "--gpus-per-node", "0",
          *study_args, *TINY, *STEPS)
     report = json.loads((sweep_dir / "report" / "results.json").read_text())
     assert (sweep_dir / "report" / "results.md").read_text().startswith("## ")
@@ -146,8 +146,8 @@ def test_curse_and_capacity_studies(study_data, tmp_path):
 
 def test_vocabulary_study_keeps_parameters_within_two_percent(corpus_dir, tmp_path):
     prepare = "--langs id,ro,el --spm-sample-lines 3000 --valid-docs 2 --workers 1"
-    vocab = sweep(None, tmp_path / "vocab", "--study", "vocab", "--study-values", "300", "900",
-                  "--corpus", corpus_dir, f"--prepare-options={prepare}")["vocab"]
+    vocab = sweep(corpus_dir, tmp_path / "vocab", "--study", "vocab", "--study-values", "300", "900",
+                  f"--prepare-options={prepare}")["vocab"]
     small, large = vocab["runs"]
     assert (small["x"], large["x"]) == (300, 900)
     # <s> <pad> </s> <unk>, the pieces from SentencePiece id 3 on, <mask>
