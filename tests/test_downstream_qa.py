@@ -13,7 +13,8 @@ from plugin_utils import json_records
 from preprocess.binarize import Encoder
 from probe_utils import probe_model, run_tool
 from xlmr_plugin.downstream.qa_features import PieceEncoder, answer_pieces, WindowConfig, best_spans, windows, write_qa_split
-from xlmr_plugin.downstream.qa_metrics import mlqa_score, squad_score
+from xlmr_plugin.downstream.mlqa import parse_args, recipe
+from xlmr_plugin.downstream.qa_metrics import MLQA_LANGS, mlqa_score, squad_score
 from xlmr_plugin.downstream.squad import DataError, mlqa_path, read_squad
 
 WORD = re.compile(r"\w+")
@@ -174,6 +175,20 @@ def test_mlqa_scores_on_fixed_predictions():
     # Hindi has no articles; the danda is Unicode punctuation: "भारत की राजधानी" vs "राजधानी": P 1/3, R 1, F1 0.5
     assert mlqa_score({"h": "भारत की राजधानी।"}, {"h": ["राजधानी"]}, "hi") == pytest.approx(
         {"exact_match": 0.0, "f1": 50.0, "questions": 1})
+
+
+def test_recipe_counts_updates_with_accumulation_and_passes_unknown_flags_to_fairseq(tmp_path):
+    args = parse_args(["ckpt.pt", "--squad-train", "t.json", "--mlqa", "M", "--out", str(tmp_path),
+                       "--batch-size", "4", "--update-freq", "8", "--fp16"])
+    flags = recipe(args, train_windows=1000)
+    value = {flag: flags[i + 1] for i, flag in enumerate(flags[:-1]) if flag.startswith("--")}
+    # XTREME's 4 x 8 windows per update: ceil(1000 / 32) = 32 updates per epoch, 3 epochs
+    assert (value["--total-num-update"], value["--max-update"], value["--warmup-updates"]) == ("96", "96", "95")
+    assert (value["--lr"], value["--update-freq"], value["--weight-decay"]) == ("3e-05", "8", "0.0001")
+    assert flags[-1] == "--fp16" and args.langs == list(MLQA_LANGS)
+    assert sorted(MLQA_LANGS) == ["ar", "de", "en", "es", "hi", "vi", "zh"]
+    with pytest.raises(SystemExit):
+        parse_args(["ckpt.pt", "--squad-train", "t.json", "--mlqa", "M", "--out", "o", "--langs", "en,fr"])
 
 
 @pytest.fixture(scope="module")

@@ -55,7 +55,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--max-answer-length", type=int, default=30, help="longest predicted answer, in pieces")
     p.add_argument("--n-best", type=int, default=20, help="start and end candidates per window")
     p.add_argument("--lr", type=float, default=3e-5)
-    p.add_argument("--batch-size", type=int, default=32, help="windows per update")
+    p.add_argument("--batch-size", type=int, default=32, help="windows per step and GPU")
+    p.add_argument("--update-freq", type=int, default=1, help="steps accumulated per update (XTREME: 4 x 8)")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--warmup-updates", type=int, default=500)
     p.add_argument("--weight-decay", type=float, default=1e-4)
@@ -71,16 +72,17 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 
 
 def recipe(args: argparse.Namespace, train_windows: int) -> list[str]:
-    """fairseq-train flags of the fine-tuning; linear decay to 0 over all epochs' updates."""
-    total = math.ceil(train_windows / args.batch_size) * args.epochs
+    """fairseq-train flags of the fine-tuning; linear decay to 0 over all epochs' updates
+    (counted for one GPU: on several, pass fairseq's --total-num-update and --max-update too)."""
+    total = math.ceil(train_windows / (args.batch_size * args.update_freq)) * args.epochs
     return [
         "--task", "xlmr_squad", "--criterion", "xlmr_squad",
         "--optimizer", "adam", "--adam-betas", "(0.9, 0.999)", "--adam-eps", "1e-8",
         "--weight-decay", str(args.weight_decay), "--lr", str(args.lr), "--lr-scheduler", "polynomial_decay",
         "--warmup-updates", str(min(args.warmup_updates, max(total - 1, 0))), "--total-num-update", str(total),
         "--max-update", str(total), "--max-epoch", str(args.epochs), "--batch-size", str(args.batch_size),
-        "--required-batch-size-multiple", "1", "--seed", str(args.seed), "--no-epoch-checkpoints",
-        "--num-workers", "0", "--log-format", "json", "--log-interval", "10", *args.train_args,
+        "--update-freq", str(args.update_freq), "--required-batch-size-multiple", "1", "--seed", str(args.seed),
+        "--no-epoch-checkpoints",        "--num-workers", "0", "--log-format", "json", "--log-interval", "10", *args.train_args,
     ]
 
 
