@@ -75,7 +75,7 @@ def _cell(value) -> str:
 
 def markdown(study: str, rows: list[dict], x_label: str) -> str:
     downstream = sorted({k for row in rows for k in row if k.startswith("downstream_")})
-    columns = [("x", x_label), ("updates", "updates")] + COLUMNS.get(study, [("ppl_all", "ppl all")])
+    columns = [("x", x_label), ("updates", "updates")] + COLUMNS.get(study, COLUMNS["alpha"])
     columns += [(k, k) for k in downstream]
     lines = [f"## {study}", "", "| " + " | ".join(h for _, h in columns) + " |",
              "|" + " --- |" * len(columns)]
