@@ -182,3 +182,38 @@ def test_benchmark_cpu_end_to_end(tmp_path):
     # the same batches: the plain-path losses of the three systems agree at the first step
     first = [r["first_loss"] for r in systems.values()]
     assert max(first) - min(first) < 0.05 * max(first)
+
+
+def test_fairseq_train_with_levers_matches_plain_run(xlmr_data, tmp_path):
+    """The real CLI: the same 4 updates with and without the levers give the same losses
+    and gradient norms, and the levered checkpoint loads into stock fairseq's RobertaModel."""
+    from fairseq import checkpoint_utils
+    from fairseq.models.roberta import RobertaModel
+
+    from plugin_utils import TINY, fairseq_cli, json_records
+
+    base = [xlmr_data, *TINY, "--batch-size", "8", "--max-update", "4", "--disable-validation", "--dropout", "0.0",
+            "--attention-dropout", "0.0"]
+    plain = fairseq_cli("fairseq-train", base + ["--save-dir", tmp_path / "plain"])
+    fast = fairseq_cli("fairseq-train", base + [
+        "--save-dir", tmp_path / "fast", "--fuse-qkv", "--vocab-pad-multiple", "64",
+        "--fused-cross-entropy", "--cross-entropy-chunk-rows", "64", "--no-train-language-metrics"])
+    assert "lever fuse_qkv: 2 attention modules" in fast and "lever pad_vocab: output projection" in fast
+    a, b = json_records(plain, "train_inner"), json_records(fast, "train_inner")
+    assert len(a) == len(b) == 4
+    for x, y in zip(a, b):
+        assert y["loss"] == pytest.approx(x["loss"], abs=2e-3) and y["gnorm"] == pytest.approx(x["gnorm"], rel=1e-2)
+    assert any(k.startswith("loss_") for k in a[0]) and not any(k.startswith("loss_") for k in b[0])
+    state = checkpoint_utils.load_checkpoint_to_cpu(str(tmp_path / "fast" / "checkpoint_last.pt"))
+    plain_state = checkpoint_utils.load_checkpoint_to_cpu(str(tmp_path / "plain" / "checkpoint_last.pt"))
+    assert {k: v.shape for k, v in state["model"].items()} == {k: v.shape for k, v in plain_state["model"].items()}
+    stock = RobertaModel.build_model(state["cfg"]["model"], SimpleNamespace(
+        source_dictionary=_dictionary_of(xlmr_data), max_positions=lambda: 512))
+    stock.load_state_dict(state["model"], strict=True)
+
+
+def _dictionary_of(dest) -> Dictionary:
+    """dict.txt plus the <mask> the task appends."""
+    dictionary = Dictionary.load(str(dest / "dict.txt"))
+    dictionary.add_symbol("<mask>")
+    return dictionary
