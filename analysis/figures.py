@@ -95,7 +95,7 @@ def plot_studies(name: str, studies: list[tuple[str, list[dict], str]], out: Pat
     if name == "vocab":
         ax.set_xscale("log", base=2)
         ax.minorticks_off()
-    if name in ("vocab", "languages"):  # ticks at the runs' values: 32k 64k ..., 3 7 15 25
+    if name in ("alpha", "vocab", "languages"):  # ticks at the runs' values: 0.1 0.3 ..., 32k 64k ..., 3 7 15 25
         xs = sorted({row["x"] for _, rows, _ in studies for row in rows})
         ax.set_xticks(xs, [f"{x / 1000:g}k" if x >= 1000 else f"{x:g}" for x in xs])
     ax.legend(fontsize=8)
