@@ -52,15 +52,20 @@ def nli_data(tmp_path_factory):
 def test_protocol_fine_tunes_and_scores_every_language(protocol, nli_data, xlmr_data, tmp_path_factory, tmp_path):
     dest, ckpt = probe_model(xlmr_data, tmp_path_factory)
     out = tmp_path / protocol
-    assert xnli_cli.main([
+    argv = [
         str(ckpt), "--protocol", protocol, "--out", str(out), "--data-dir", str(dest),
         "--xnli-dir", str(nli_data / "XNLI-1.0"), "--mnli-dir", str(nli_data / "multinli_1.0"),
         "--xnli-mt-dir", str(nli_data / "XNLI-MT-1.0"), "--langs", ",".join(LANGS),
         "--epochs", "2", "--batch-size", "6", "--lr", "1e-4",
         "--cpu", "--num-workers", "0", "--max-positions", "512",
-    ]) == 0
+    ]
+    assert xnli_cli.main(argv) == 0
     log = (out / "checkpoints" / "train.log").read_text()
     assert f"Loaded checkpoint {ckpt}" in log  # fine-tuning started from the pretrained weights
+    if protocol == "cross-lingual":  # a rerun resumes the fine-tuning, it does not start over
+        assert xnli_cli.main(argv) == 0
+        rerun = (out / "checkpoints" / "train.log").read_text()[len(log):]
+        assert f"Loaded checkpoint {out / 'checkpoints' / 'checkpoint_last.pt'}" in rerun
     expected_train = {"cross-lingual": 2 * PAIRS, "translate-test": 2 * PAIRS, "translate-train-all": 4 * PAIRS}
     record = json.loads((out / "results.json").read_text())
     assert record["training pairs"] == expected_train[protocol]

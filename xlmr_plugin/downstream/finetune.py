@@ -3,10 +3,11 @@ QA commands share.
 
 A pretrained model is a checkpoint (a training run's ``checkpoint_best.pt`` or a release
 ``model.pt``) with its ``dict.txt`` and SentencePiece model. Fine-tuning builds the same
-encoder shape from the command line and loads the weights with ``--restore-file`` and
-every ``--reset-*`` flag, as fairseq's RoBERTa GLUE recipe does; RobertaModel's state-dict
-upgrade adds the new task head. A rerun with ``checkpoint_last.pt`` in the save dir
-resumes the fine-tuning instead of starting over.
+encoder shape from the command line and loads the weights with ``--finetune-from-model``,
+which resets optimizer, schedule, meters and data loader as fairseq's RoBERTa GLUE recipe
+does with ``--restore-file`` and every ``--reset-*`` flag, but only on the first launch: a
+rerun with ``checkpoint_last.pt`` in the save dir resumes the fine-tuning instead of
+starting over. RobertaModel's state-dict upgrade adds the new task head.
 """
 from __future__ import annotations
 
@@ -27,7 +28,6 @@ from ..release_import import checkpoint_size
 logger = logging.getLogger(__name__)
 
 PLUGIN_DIR = Path(__file__).resolve().parents[1]
-RESET = ["--reset-optimizer", "--reset-dataloader", "--reset-meters", "--reset-lr-scheduler"]
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,8 @@ def encoder_args(model_cfg) -> tuple[str, ...]:
 
 
 def fairseq_train(data: Path, save_dir: Path, pretrained: Pretrained, args: Sequence[str]) -> Path:
-    """Fine-tune ``pretrained`` on ``data`` with the real fairseq-train; return checkpoint_best.pt.
+    """Fine-tune ``pretrained`` on ``data`` with the real fairseq-train (or resume that
+    fine-tuning from ``save_dir/checkpoint_last.pt``); return checkpoint_best.pt.
 
     ``args`` are the task's flags (task, criterion, recipe); the log goes to
     ``save_dir/train.log``, and a failure raises with its end.
@@ -77,7 +78,7 @@ def fairseq_train(data: Path, save_dir: Path, pretrained: Pretrained, args: Sequ
     save_dir.mkdir(parents=True, exist_ok=True)
     cmd = [
         sys.executable, "-m", "fairseq_cli.train", str(data), "--user-dir", str(PLUGIN_DIR),
-        *pretrained.model_args, "--restore-file", str(pretrained.checkpoint), *RESET,
+        *pretrained.model_args, "--finetune-from-model", str(pretrained.checkpoint),
         "--save-dir", str(save_dir), *map(str, args),
     ]
     log_path = save_dir / "train.log"

@@ -24,7 +24,7 @@ logger = logging.getLogger("xlmr-probe-data")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)s | %(name)s | %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", force=True)
     parser = argparse.ArgumentParser(prog="xlmr-probe-data", description=__doc__.split("\n\n")[0])
     parser.add_argument("dest", type=Path, help="the pretraining data folder: dict.txt and spm.model")
     parser.add_argument("--out", type=Path, required=True)

@@ -107,7 +107,7 @@ def predict(checkpoint: Path, data: Path, split: str, batch_size: int = 64) -> l
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)s | %(name)s | %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", force=True)
     parser = argparse.ArgumentParser(prog="xlmr-xnli", description=__doc__.split("\n\n")[0], allow_abbrev=False,
                                      epilog="Other arguments go to fairseq-train and override the recipe.")
     parser.add_argument("checkpoint", type=Path, help="pretrained checkpoint (checkpoint_best.pt or a release model.pt)")
