@@ -75,8 +75,9 @@ def plot_studies(name: str, studies: list[tuple[str, list[dict], str]], out: Pat
     runs = sum(len(rows) for _, rows, _ in studies)
     updates = sorted({row["updates"] for _, rows, _ in studies for row in rows if row["updates"]})
     title = f"{name}: {runs} runs, {'/'.join(f'{u:.0f}' for u in updates)} updates"
-    x_label = " / ".join(dict.fromkeys(x for _, _, x in studies))
+    x_label = "languages in training" if name == "languages" else " / ".join(dict.fromkeys(x for _, _, x in studies))
     fig, ax = _axes(x_label, y_label, title)
+    ax.margins(y=0.15)  # room for the labels above and below the points
     drawn = []
     for study, rows, _ in studies:
         lines = LINES.get(study, ([("ppl_all", "all languages")], PPL_LABEL))[0]
@@ -84,6 +85,8 @@ def plot_studies(name: str, studies: list[tuple[str, list[dict], str]], out: Pat
             members = rows[0].get(key.replace("ppl_", "langs_"))
             if key in ("ppl_high", "ppl_low") and members:  # how many languages each line averages
                 label += f" ({len(members)}: p_i {'≥' if key == 'ppl_high' else '<'} 1/{rows[0]['languages']})"
+            if key == "ppl_core" and rows[0].get("core_langs"):
+                label = label.replace("core languages", f"core languages ({', '.join(rows[0]['core_langs'])})")
             drawn.append(_draw(ax, rows, key, label))
         if study in ("curse", "capacity"):
             for row in rows:  # the width of each run, under its point

@@ -80,19 +80,19 @@ def markdown(study: str, rows: list[dict], x_label: str) -> str:
     lines = [f"## {study}", "", "| " + " | ".join(h for _, h in columns) + " |",
              "|" + " --- |" * len(columns)]
     lines += ["| " + " | ".join(_cell(row.get(k)) for k, _ in columns) + " |" for row in rows]
-    groups = [g for g in ("high", "low") if f"langs_{g}" in rows[0]]
-    if groups:
+    if "langs_high" in rows[0] and all(row.get("langs_high") == rows[0]["langs_high"] for row in rows):
         lines += ["", "High-resource: p_i >= 1/N of the N languages' training tokens: "
                   + ", ".join(rows[0]["langs_high"]) + "; low-resource: " + ", ".join(rows[0]["langs_low"]) + "."]
     if "core_langs" in rows[0]:
         lines += ["", f"Core languages (in every run): {', '.join(rows[0]['core_langs'])}."]
     lines += ["", "ppl = 2^(mean over the languages of the validation loss in bits per masked token), "
               "the geometric mean of the languages' perplexities.", ""]
-    langs = list(dict.fromkeys(lang for row in rows for lang in row["loss_bits"]))
-    lines += ["| language | p_i | " + " | ".join(f"{x_label} = {_cell(row['x'])}" for row in rows) + " |",
+    widest = max(rows, key=lambda row: len(row["p"]))  # p_i among the most languages any run has
+    langs = list(dict.fromkeys([*widest["loss_bits"], *(lang for row in rows for lang in row["loss_bits"])]))
+    lines += [f"| language | p_i ({widest['languages']} languages) | " + " | ".join(f"{x_label} = {_cell(row['x'])}" for row in rows) + " |",
               "|" + " --- |" * (len(rows) + 2)]
     for lang in langs:
-        p = next((row["p"].get(lang) for row in rows if row["p"].get(lang) is not None), None)
+        p = widest["p"].get(lang)
         cells = [_cell(2 ** row["loss_bits"][lang]) if lang in row["loss_bits"] else "-" for row in rows]
         lines.append(f"| {lang} | {'-' if p is None else f'{p:.4f}'} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
