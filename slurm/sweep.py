@@ -49,7 +49,7 @@ def grid_runs(args: argparse.Namespace) -> list[studies.StudyRun]:
     return runs
 
 
-def _number(value: str):
+def _number(value: str) -> "float | str":
     try:
         return float(value)
     except ValueError:
