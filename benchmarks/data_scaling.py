@@ -27,11 +27,12 @@ from prepare_throughput import ROOT, print_figures  # noqa: E402
 
 
 def cut_corpus(source: Path, out: Path, fraction: float) -> None:
-    """The first ``fraction`` of each language's documents (at least one), whole documents."""
+    """The first ``fraction`` of each language's documents, whole documents; at least two,
+    which xlmr-prepare needs to hold one out."""
     out.mkdir(parents=True)
     for lf in corpus.discover(source):
         documents = corpus.scan(lf).documents
-        keep = max(1, round(documents * fraction))
+        keep = max(2, round(documents * fraction))
         with open(out / f"{lf.lang}.txt", "w", encoding="utf-8") as f:
             for i, doc in enumerate(corpus.iter_documents(lf.path)):
                 if i == keep:

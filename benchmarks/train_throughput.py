@@ -1,17 +1,18 @@
 """Training throughput: our plugin against stock fairseq and Hugging Face, in one process,
 on the same batches and starting weights.
 
-    python benchmarks/train_throughput.py --json benchmarks/results/train_throughput_h100.json  # GPU: xlmr_large
+    python benchmarks/train_throughput.py --json benchmarks/results/train_throughput_h100_large.json  # GPU
     python benchmarks/train_throughput.py --device cpu      # a small configuration, 250,002 vocabulary
     ... --levers fuse_qkv,fused_ce | none   --ablate (each lever off in turn)   --find-max-batch
 
-Each system takes ``--warmup`` untimed steps, then ``--steps`` timed ones, in ``--rounds``
-rounds of alternating order (A B C, C B A), each on a freshly built system; the figures
-are tokens/s (all block tokens), model FLOPs utilisation (FLOPs per token as the issue
-counts them: 6 N_encoder + 12 L d s + 0.15 * 6 (d^2 + d V)), peak memory, the time the
-loop waited for the data loader, the loss, and the ratios between systems (of the means
-over rounds). What the
-systems are and what differs between them: benchmarks/train_systems.py.
+Each system takes ``--warmup`` untimed steps, then ``--steps`` timed ones. On GPU
+(``--schedule rounds``) each system runs alone, freshly built, in ``--rounds`` rounds of
+alternating order (A B C, C B A); on CPU (``--schedule interleaved``) all systems stay
+alive and take one step each in turn, so that the load of a shared machine falls on all
+alike. The figures are tokens/s (all block tokens), model FLOPs utilisation (FLOPs per
+token as the issue counts them: 6 N_encoder + 12 L d s + 0.15 * 6 (d^2 + d V)), peak
+memory, the time the loop waited for the data loader, the loss, and the ratios between
+systems. What the systems are and what differs between them: benchmarks/train_systems.py.
 """
 from __future__ import annotations
 
@@ -40,6 +41,8 @@ from train_systems import (  # noqa: E402
 )
 
 VOCAB = 250_002
+GPU_COMMAND = ("python benchmarks/train_throughput.py --arch large --ablate --find-max-batch "
+               "--json benchmarks/results/train_throughput_h100_large.json")
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16
 DIFFERENCES = [
     "plugin: bf16 weights + fp32 master copy (fairseq --bf16); stock fairseq: fp16 weights + fp32 master copy "
@@ -114,6 +117,42 @@ def measure(name: str, system, batches, args, shape: Shape, peak: Optional[float
         "peak_memory_gb": round(peak_memory_gb(args.device), 2), "data_wait_s": round(wait, 4),
         "data_wait_share": round(wait / elapsed, 4), "first_loss": round(first, 4), "loss": round(loss(), 4),
     }
+
+
+def measure_interleaved(systems: Dict[str, object], batches, args, shape: Shape, peak: Optional[float]) -> List[dict]:
+    """All systems alive, one step of each in turn: on a shared, loaded machine a burst of
+    other work then slows every system alike instead of whichever ran at that moment."""
+    its = {name: iter(batches()) for name in systems}
+    acc = {name: {"time": 0.0, "wait": 0.0, "tokens": 0} for name in systems}
+    first, last = {}, {}
+    for i in range(args.warmup + args.steps):
+        for name, system in systems.items():
+            t = time.perf_counter()
+            sample = next(its[name])
+            waited = time.perf_counter() - t
+            last[name] = system.step(sample)
+            sync(args.device)
+            if i >= args.warmup:
+                a = acc[name]
+                a["time"] += time.perf_counter() - t
+                a["wait"] += waited
+                a["tokens"] += sample["net_input"]["src_tokens"].numel()
+            if i == 0:
+                first[name] = last[name]()
+    results = []
+    for name, a in acc.items():
+        tps = a["tokens"] / a["time"]
+        achieved = tps * shape.flops_per_token() / 1e12
+        results.append({
+            "system": name, "steps": args.steps, "tokens_per_step": int(a["tokens"] // args.steps),
+            "tokens_per_s": round(tps, 1), "step_s": round(a["time"] / args.steps, 4),
+            "model_tflops_per_s": round(achieved, 3), "mfu": round(achieved / peak, 4) if peak else None,
+            "peak_memory_gb": round(peak_memory_gb(args.device), 2), "data_wait_s": round(a["wait"], 4),
+            "data_wait_share": round(a["wait"] / a["time"], 4), "first_loss": round(first[name], 4),
+            "loss": round(last[name](), 4),
+        })
+        print(format_row(results[-1]), flush=True)
+    return results
 
 
 def run_system(name: str, build, batches, args, shape, peak) -> dict:
@@ -201,6 +240,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--levers", help=f"plugin levers, comma-separated, or 'none'; known: {','.join(LEVERS)}; "
                                     f"default on GPU: {','.join(DEFAULT_LEVERS)}; on CPU: {','.join(CPU_LEVERS)}")
     p.add_argument("--systems", default="plugin,fairseq,hf")
+    p.add_argument("--schedule", choices=["rounds", "interleaved"],
+                   help="rounds (GPU default): each system alone, freshly built, --rounds times in alternating "
+                        "order; interleaved (CPU default): all systems alive, one step of each in turn, which "
+                        "shares a loaded machine's noise fairly (peak memory is then the process's)")
     p.add_argument("--ablate", action="store_true", help="also run the plugin with each lever off in turn")
     p.add_argument("--find-max-batch", action="store_true", help="largest batch per GPU, with and without checkpointing")
     p.add_argument("--peak-tflops", type=float, help="for MFU; default from the GPU's name (H100: 989)")
@@ -216,6 +259,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.schedule is None:
+        args.schedule = "rounds" if gpu else "interleaved"
     if args.levers is None:
         args.levers = ",".join(DEFAULT_LEVERS if gpu else CPU_LEVERS)
     args.lever_list = [] if args.levers == "none" else args.levers.split(",")
@@ -231,7 +276,8 @@ def main(argv=None) -> dict:
     gpu_name = torch.cuda.get_device_name() if args.device == "cuda" else None
     peak = args.peak_tflops or next((v for k, v in PEAK_TFLOPS.items() if gpu_name and k in gpu_name), None)
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="xlmr-train-bench-"))
-    n_runs = args.rounds * (len(args.systems.split(",")) + (len(args.lever_list) if args.ablate else 0))
+    n_runs = (args.rounds if args.schedule == "rounds" else 1) * (
+        len(args.systems.split(",")) + (len(args.lever_list) if args.ablate else 0))
     needed = (args.warmup + args.steps + 2) * args.batch_size * args.tokens_per_sample
     data = write_data(work, VOCAB, max(needed, 4096 * args.tokens_per_sample if args.find_max_batch else 0), args.seed)
     common = fairseq_args(str(data), shape, args.device, args.num_workers, args.seed)
@@ -256,20 +302,26 @@ def main(argv=None) -> dict:
     first = {"plugin": plugin}  # the system already built for the task and the weights
     del plugin
     runs = []
-    # rounds alternate the order (A B C, C B A, ...): no system always runs first or last
-    for r in range(args.rounds):
-        for name in (order if r % 2 == 0 else order[::-1]):
-            build = (lambda n=name: first.pop(n)) if name in first else builders[name]
-            runs.append({**run_system(name, build, batches, args, shape, peak), "round": r})
-    results = [summarise(name, [run for run in runs if run["system"] == name]) for name in order]
+    if args.schedule == "interleaved":
+        systems = {name: first.pop(name) if name in first else builders[name]() for name in order}
+        results = measure_interleaved(systems, batches, args, shape, peak)
+        del systems
+    else:
+        # rounds alternate the order (A B C, C B A, ...): no system always runs first or last
+        for r in range(args.rounds):
+            for name in (order if r % 2 == 0 else order[::-1]):
+                build = (lambda n=name: first.pop(n)) if name in first else builders[name]
+                runs.append({**run_system(name, build, batches, args, shape, peak), "round": r})
+        results = [summarise(name, [run for run in runs if run["system"] == name]) for name in order]
     tps = {r["system"]: r["tokens_per_s"] for r in results if "tokens_per_s" in r}
     ratios = {f"{a}/{b}": round(tps[a] / tps[b], 3) for a, b in
               [("plugin", "fairseq"), ("plugin", "hf"), ("fairseq", "hf")] if a in tps and b in tps}
     ratios.update({f"plugin/plugin-{lv}": round(tps["plugin"] / tps[f"plugin-{lv}"], 3)
                    for lv in args.lever_list if "plugin" in tps and f"plugin-{lv}" in tps})
-    print("mean over rounds:")
-    for r in results:
-        print(format_row(r))
+    if args.schedule == "rounds":
+        print("mean over rounds:")
+        for r in results:
+            print(format_row(r))
     for key, value in ratios.items():
         print(f"{key:<32} {value:.3f}x")
     max_batch = None
@@ -287,9 +339,11 @@ def main(argv=None) -> dict:
         "num_workers": args.num_workers, "warmup": args.warmup,
         "peak_memory": "torch.cuda.max_memory_allocated per system" if args.device == "cuda"
         else "process max RSS so far (cumulative: systems run in the order listed)",
-        "rounds": args.rounds, "differences": DIFFERENCES, "results": results, "ratios": ratios,
+        "schedule": args.schedule, "rounds": args.rounds if args.schedule == "rounds" else None, "differences": DIFFERENCES, "results": results, "ratios": ratios,
         "runs": runs, "max_batch": max_batch,
     }
+    if args.device == "cpu":
+        figures["gpu_figures"] = f"not taken yet; on an H100, from the repository root: {GPU_COMMAND}"
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1) + "\n")
     return figures
