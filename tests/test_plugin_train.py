@@ -102,3 +102,23 @@ def test_bf16_trains_without_tpu(xlmr_data, tmp_path):
     assert "--bf16 without torch_xla" in log
     losses = [r["loss"] for r in json_records(log, "train_inner")]
     assert len(losses) == 3 and all(8 < loss < 12 for loss in losses)
+
+
+def test_language_mean_counts_languages_absent_from_the_last_batch():
+    """Two validation batches: a and b, then a alone. The mean is over both languages."""
+    from fairseq.logging import metrics
+
+    from xlmr_plugin.criterions.xlmr_masked_lm import LANG_LOSS, LANG_SIZE, XLMRMaskedLmLoss
+
+    def batch(a_bits, a_size, b_bits, b_size):
+        ln2 = np.log(2)
+        return [{"loss": (a_bits * a_size + b_bits * b_size) * ln2, "ntokens": 10, "nsentences": 2,
+                 "sample_size": a_size + b_size, LANG_LOSS + "a": a_bits * a_size * ln2, LANG_SIZE + "a": a_size,
+                 LANG_LOSS + "b": b_bits * b_size * ln2, LANG_SIZE + "b": b_size}]
+
+    with metrics.aggregate(new_root=True) as agg:
+        XLMRMaskedLmLoss.reduce_metrics(batch(2.0, 2, 4.0, 3))
+        XLMRMaskedLmLoss.reduce_metrics(batch(4.0, 2, 0.0, 0))
+        stats = agg.get_smoothed_values()
+    assert stats["loss_a"] == pytest.approx(3.0) and stats["loss_b"] == pytest.approx(4.0)
+    assert stats["loss_lang_mean"] == pytest.approx(3.5)

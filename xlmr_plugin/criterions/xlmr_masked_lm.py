@@ -112,7 +112,6 @@ class XLMRMaskedLmLoss(MaskedLmLoss):
     def reduce_metrics(cls, logging_outputs: List[Dict[str, Any]]) -> None:
         super().reduce_metrics(logging_outputs)
         langs = sorted({k[len(LANG_SIZE):] for log in logging_outputs for k in log if k.startswith(LANG_SIZE)})
-        reported = []
         for lang in langs:
             size = utils.item(sum(log.get(LANG_SIZE + lang, 0) for log in logging_outputs))
             if size == 0:
@@ -120,9 +119,10 @@ class XLMRMaskedLmLoss(MaskedLmLoss):
             loss = utils.item(sum(log.get(LANG_LOSS + lang, 0) for log in logging_outputs))
             metrics.log_scalar(f"loss_{lang}", loss / size / math.log(2), size, round=3)
             metrics.log_derived(f"ppl_{lang}", _perplexity_of(f"loss_{lang}"))
-            reported.append(lang)
-        if reported:
-            mean = _mean_loss(reported)
+        if langs:
+            # every language of the run (all are keys of every logging output), not only those
+            # of this batch: the derived meter is rebuilt at each call, the last one wins
+            mean = _mean_loss(langs)
             metrics.log_derived("loss_lang_mean", lambda meters: _maybe(mean(meters), lambda x: round(x, 3)))
             metrics.log_derived("ppl_lang_mean", lambda meters: _maybe(mean(meters), utils.get_perplexity))
 
