@@ -1,14 +1,14 @@
 """Speed levers of the ``xlmr_sdpa`` model, each a named function applied outside the model
-definition, after fairseq has built it, in this order (torchtitan style):
+definition, in this order (torchtitan style):
 
-1. ``--attention-impl sdpa`` (``modules.sdpa_multihead_attention.use_sdpa_attention``):
+1. ``--checkpoint-activations`` (fairseq's own flag, applied while fairseq builds the
+   encoder): recompute each layer in backward, for larger batches.
+2. ``--attention-impl sdpa`` (``modules.sdpa_multihead_attention.use_sdpa_attention``):
    torch's scaled_dot_product_attention; no mask when a batch has no padding, so full
    blocks take the flash kernel.
-2. ``--fuse-qkv`` (:func:`fuse_qkv`): one matmul for queries, keys and values.
-3. ``--vocab-pad-multiple N`` (:func:`pad_vocab`): the output projection runs on the
+3. ``--fuse-qkv`` (:func:`fuse_qkv`): one matmul for queries, keys and values.
+4. ``--vocab-pad-multiple N`` (:func:`pad_vocab`): the output projection runs on the
    vocabulary padded to a multiple of N rows; logits and loss keep the true size.
-4. ``--checkpoint-activations`` (fairseq's own flag, applied while fairseq builds the
-   encoder): recompute each layer in backward, for larger batches.
 5. ``--compile-layers`` (:func:`compile_layers`): ``torch.compile`` of each encoder layer,
    last, so that it captures the modules as the levers above left them.
 
