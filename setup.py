@@ -36,6 +36,7 @@ setup(
             "xlmr-eval-ppl=xlmr_plugin.eval_ppl:main",
             "xlmr-report=analysis.report:main",
             "xlmr-xnli=xlmr_plugin.downstream.xnli_cli:main",
+            "xlmr-probe-data=xlmr_plugin.downstream.probe_data:main",
             "xlmr-ner=xlmr_plugin.downstream.ner_cli:main",
             "xlmr-mlqa=xlmr_plugin.downstream.mlqa:main",
         ],
