@@ -67,8 +67,10 @@ def fuse_qkv(model: nn.Module) -> int:
 
 class PaddedVocabLMHead(RobertaLMHead):
     """RoBERTa's LM head whose output matmul runs on the vocabulary padded to
-    ``vocab_pad_multiple`` rows (zero rows, -inf bias); the logits returned are sliced
-    back to the dictionary's size. The weight (tied to the embeddings) is not resized."""
+    ``vocab_pad_multiple`` rows (zero weight rows and bias), so the logits' rows are
+    aligned for tensor cores; the logits returned are sliced back to the dictionary's
+    size. The weight (tied to the embeddings) is not resized: it is padded per forward,
+    a copy of V x C, small next to the matmul on GPU."""
 
     vocab_pad_multiple: int = 1
 

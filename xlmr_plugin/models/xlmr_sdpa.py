@@ -3,7 +3,9 @@
 The state dict keeps RobertaModel's keys and shapes, so checkpoints load in stock
 fairseq (``XLMRModel.from_pretrained``, ``RobertaModel``) and back. fairseq already
 builds apex FusedLayerNorm on GPU when apex imports, and the criterion runs the LM head
-on masked positions only; this model adds the attention kernel.
+on masked positions only; this model adds the attention kernel and the optional speed
+levers of ``xlmr_plugin/levers.py`` (``--fuse-qkv``, ``--vocab-pad-multiple``,
+``--compile-layers``), applied after the model is built, in the order documented there.
 """
 from typing import Any, Callable, Dict, NamedTuple
 
