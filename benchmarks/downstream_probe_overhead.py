@@ -84,6 +84,8 @@ def main() -> None:
         "updates": args.updates, "validate_interval_updates": args.interval, "probe_runs": len(probe_s),
         "probe_seconds": probe_s, "training_seconds": round(train_s, 1),
         "overhead_percent_at_demo_interval": round(100 * sum(probe_s) / train_s, 2),
+        # one probe per validation at the pretraining recipes' interval (config/pretraining, slurm presets)
+        "overhead_percent_at_10k_update_interval": round(100 * max(probe_s) / (train_s / args.updates * 10_000), 3),
         "overhead_percent_estimated_base_recipe_flops": round(100 * real, 5),
         "command": " ".join(sys.argv),
     }
