@@ -174,11 +174,22 @@ def test_bf16_trains_without_tpu_mode():
     assert not plain.common.bf16 and not plain.common.tpu
 
 
-def test_fused_adamw_on_cpu_is_fairseq_adam():
-    params = [torch.nn.Parameter(torch.ones(3))]
-    cfg = OmegaConf.structured(FairseqAdamConfig(lr=[0.1], weight_decay=0.01, tpu=False))
-    optimizer = FusedAdamW(cfg, params)
-    assert type(optimizer.optimizer) is Adam
+def test_fused_adamw_on_cpu_is_torch_fused_adamw_and_computes_fairseq_adam():
+    """Same updates as fairseq's Adam (its eps placement aside: gradients kept well above eps)."""
+    torch.manual_seed(0)
+    grads = [torch.randn(50, 8).sign() * (0.01 + torch.rand(50, 8)) for _ in range(3)]
+    params = {name: [torch.nn.Parameter(torch.ones(50, 8))] for name in ("fused", "fairseq")}
+    cfg = OmegaConf.structured(FairseqAdamConfig(lr=[0.1], adam_betas="(0.9, 0.98)", adam_eps=1e-9,
+                                                 weight_decay=0.01, tpu=False))
+    fused, reference = FusedAdamW(cfg, params["fused"]), Adam(params["fairseq"], lr=0.1, betas=(0.9, 0.98),
+                                                               eps=1e-9, weight_decay=0.01)
+    assert type(fused.optimizer) is torch.optim.AdamW and fused.optimizer.defaults["fused"]
+    for grad in grads:
+        for opt, (p,) in ((fused, params["fused"]), (reference, params["fairseq"])):
+            p.grad = grad.clone()
+            opt.step()
+    assert torch.allclose(params["fused"][0], params["fairseq"][0], rtol=1e-5, atol=1e-6)
+    assert not torch.equal(params["fused"][0], torch.ones(50, 8))
 
 
 @pytest.mark.parametrize("mask_rate", [0.3, 0.0])

@@ -1,8 +1,11 @@
 """Optimizer ``fused_adamw``: fairseq's Adam (decoupled weight decay) on the fastest kernel.
 
-apex FusedAdam when apex imports (as fairseq's ``adam``), torch's fused AdamW on other
-GPUs (fairseq's ``adam`` would fall back to its per-parameter Python loop there), and
-fairseq's own Adam on CPU. All three compute AdamW.
+apex FusedAdam on GPUs when apex imports (as fairseq's ``adam``), otherwise torch's fused
+AdamW, on GPUs and on CPU alike: fairseq's ``adam`` would run its per-parameter Python loop
+there, about 12x slower on CPU for XLM-R's 64M-parameter embedding matrix (0.23 s against
+0.019 s a step at width 256, 2 cores). Both compute AdamW; they differ only in where ``eps``
+goes (fairseq adds it before the bias correction of the second moment, torch and apex after),
+which matters only for gradients of the order of ``eps``.
 """
 import logging
 
@@ -19,12 +22,12 @@ class FusedAdamW(FairseqAdam):
     def __init__(self, cfg: FairseqAdamConfig, params):
         params = list(params)
         on_gpu = torch.cuda.is_available() and not getattr(cfg, "tpu", False)
-        if not on_gpu or get_fused_adam_class() is not None or cfg.use_old_adam:
+        if (on_gpu and get_fused_adam_class() is not None) or cfg.use_old_adam or getattr(cfg, "tpu", False):
             super().__init__(cfg, params)
             logger.info("fused_adamw: %s.%s", type(self._optimizer).__module__, type(self._optimizer).__name__)
             return
         FairseqOptimizer.__init__(self, cfg)
         if cfg.fp16_adam_stats:
             raise NotImplementedError("--fp16-adam-stats needs apex FusedAdam")
-        logger.info("fused_adamw: torch.optim.AdamW(fused=True)")
+        logger.info("fused_adamw: torch.optim.AdamW(fused=True) on %s", "GPU" if on_gpu else "CPU")
         self._optimizer = torch.optim.AdamW(params, fused=True, **self.optimizer_config)
