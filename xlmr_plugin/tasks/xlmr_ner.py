@@ -15,21 +15,12 @@ from typing import List
 
 import numpy as np
 import torch
-from fairseq.data import (
-    Dictionary,
-    IdDataset,
-    NestedDictionaryDataset,
-    NumelDataset,
-    NumSamplesDataset,
-    PrependTokenDataset,
-    RightPadDataset,
-    SortDataset,
-    data_utils,
-)
+from fairseq.data import Dictionary, PrependTokenDataset, SortDataset, data_utils
 from fairseq.dataclass import FairseqDataclass
 from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II, MISSING
 
+from ..data.token_target_dataset import token_target_dataset
 from ..modules.token_classification_head import TokenClassificationHead
 
 logger = logging.getLogger(__name__)
@@ -93,19 +84,7 @@ class XLMRNERTask(FairseqTask):
         labels = PrependTokenDataset(load("label", self.label_dictionary), self.label_dictionary.pad())
         if not np.array_equal(tokens.sizes, labels.sizes):
             raise ValueError(f"{self.cfg.data}: input0/{split} and label/{split} have different item lengths")
-        dataset = NestedDictionaryDataset(
-            {
-                "id": IdDataset(),
-                "net_input": {
-                    "src_tokens": RightPadDataset(tokens, pad_idx=self.dictionary.pad()),
-                    "src_lengths": NumelDataset(tokens, reduce=False),
-                },
-                "target": RightPadDataset(labels, pad_idx=self.label_dictionary.pad()),
-                "nsentences": NumSamplesDataset(),
-                "ntokens": NumelDataset(tokens, reduce=True),
-            },
-            sizes=[tokens.sizes],
-        )
+        dataset = token_target_dataset(tokens, self.dictionary.pad(), labels, self.label_dictionary.pad())
         if self.cfg.no_shuffle:
             self.datasets[split] = dataset
         else:

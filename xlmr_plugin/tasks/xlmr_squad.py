@@ -12,20 +12,12 @@ import os
 from dataclasses import dataclass, field
 
 import numpy as np
-from fairseq.data import (
-    Dictionary,
-    IdDataset,
-    NestedDictionaryDataset,
-    NumelDataset,
-    NumSamplesDataset,
-    RightPadDataset,
-    SortDataset,
-    data_utils,
-)
+from fairseq.data import Dictionary, SortDataset, data_utils
 from fairseq.dataclass import FairseqDataclass
 from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II
 
+from ..data.token_target_dataset import token_target_dataset
 from ..modules.span_prediction_head import SpanPredictionHead
 
 logger = logging.getLogger(__name__)
@@ -64,19 +56,7 @@ class XLMRSquadTask(FairseqTask):
             raise FileNotFoundError(f"no split '{split}' in {self.cfg.data}/input and /target")
         if len(tokens) != len(targets):
             raise ValueError(f"{self.cfg.data}: {len(tokens)} windows but {len(targets)} targets in '{split}'")
-        dataset = NestedDictionaryDataset(
-            {
-                "id": IdDataset(),
-                "net_input": {
-                    "src_tokens": RightPadDataset(tokens, pad_idx=self.dictionary.pad()),
-                    "src_lengths": NumelDataset(tokens, reduce=False),
-                },
-                "target": RightPadDataset(targets, pad_idx=0),  # B x 2: every item has two
-                "nsentences": NumSamplesDataset(),
-                "ntokens": NumelDataset(tokens, reduce=True),
-            },
-            sizes=[tokens.sizes],
-        )
+        dataset = token_target_dataset(tokens, self.dictionary.pad(), targets, 0)  # B x 2: every item has two
         with data_utils.numpy_seed(self.cfg.seed + epoch):
             order = np.random.permutation(len(tokens))
         self.datasets[split] = SortDataset(dataset, sort_order=[order])

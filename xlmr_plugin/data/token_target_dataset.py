@@ -1,0 +1,31 @@
+"""The sample layout of the plugin's fine-tuning tasks: right-padded tokens in
+``net_input`` and a right-padded target per item, in the keys fairseq's criteria and
+``Trainer`` read (``id``, ``nsentences``, ``ntokens``)."""
+from fairseq.data import (
+    FairseqDataset,
+    IdDataset,
+    NestedDictionaryDataset,
+    NumelDataset,
+    NumSamplesDataset,
+    RightPadDataset,
+)
+
+
+def token_target_dataset(
+    tokens: FairseqDataset, token_pad: int, targets: FairseqDataset, target_pad: int
+) -> NestedDictionaryDataset:
+    """``tokens`` padded with ``token_pad`` (B x T) and ``targets`` with ``target_pad``:
+    per token (NER, B x T) or per item (QA's start and end, B x 2)."""
+    return NestedDictionaryDataset(
+        {
+            "id": IdDataset(),
+            "net_input": {
+                "src_tokens": RightPadDataset(tokens, pad_idx=token_pad),
+                "src_lengths": NumelDataset(tokens, reduce=False),
+            },
+            "target": RightPadDataset(targets, pad_idx=target_pad),
+            "nsentences": NumSamplesDataset(),
+            "ntokens": NumelDataset(tokens, reduce=True),
+        },
+        sizes=[tokens.sizes],
+    )
