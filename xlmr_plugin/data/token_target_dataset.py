@@ -1,6 +1,8 @@
-"""The sample layout of the plugin's fine-tuning tasks: right-padded tokens in
-``net_input`` and a right-padded target per item, in the keys fairseq's criteria and
-``Trainer`` read (``id``, ``nsentences``, ``ntokens``)."""
+"""The sample layout of the plugin's tasks: right-padded tokens in ``net_input`` and a
+right-padded target per item, in the keys fairseq's criteria and ``Trainer`` read
+(``id``, ``nsentences``, ``ntokens``)."""
+from typing import Dict, Optional
+
 from fairseq.data import (
     FairseqDataset,
     IdDataset,
@@ -12,10 +14,15 @@ from fairseq.data import (
 
 
 def token_target_dataset(
-    tokens: FairseqDataset, token_pad: int, targets: FairseqDataset, target_pad: int
+    tokens: FairseqDataset,
+    token_pad: int,
+    targets: FairseqDataset,
+    target_pad: int,
+    extra: Optional[Dict[str, FairseqDataset]] = None,
 ) -> NestedDictionaryDataset:
     """``tokens`` padded with ``token_pad`` (B x T) and ``targets`` with ``target_pad``:
-    per token (NER, B x T) or per item (QA's start and end, B x 2)."""
+    per token (masked LM, NER: B x T) or per item (QA's start and end, B x 2). ``extra``
+    adds sample keys the criterion reads and the model never sees."""
     return NestedDictionaryDataset(
         {
             "id": IdDataset(),
@@ -26,6 +33,7 @@ def token_target_dataset(
             "target": RightPadDataset(targets, pad_idx=target_pad),
             "nsentences": NumSamplesDataset(),
             "ntokens": NumelDataset(tokens, reduce=True),
+            **(extra or {}),
         },
         sizes=[tokens.sizes],
     )

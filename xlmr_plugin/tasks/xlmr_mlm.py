@@ -14,14 +14,9 @@ import numpy as np
 from fairseq.data import (
     ConcatDataset,
     FairseqDataset,
-    IdDataset,
     MaskTokensDataset,
-    NestedDictionaryDataset,
-    NumelDataset,
-    NumSamplesDataset,
     PrependTokenDataset,
     RawLabelDataset,
-    RightPadDataset,
     SortDataset,
     TokenBlockDataset,
     data_utils,
@@ -39,6 +34,7 @@ from ..data.language_resampling_dataset import (
 )
 from ..data.sentencepiece_word_starts import sentencepiece_word_starts
 from ..data.split_long_lines_dataset import SplitLongLinesDataset
+from ..data.token_target_dataset import token_target_dataset
 from .downstream_probe_validation import DownstreamProbeValidation, parse_probes
 from .fill_mask_inference import FillMaskInference
 
@@ -169,20 +165,10 @@ class XLMRMLMTask(DownstreamProbeValidation, FillMaskInference, MaskedLMTask):
             mask_whole_words=self._word_starts,
             mask_multiple_length=self.cfg.mask_multiple_length, mask_stdev=self.cfg.mask_stdev,
         )
-        dataset = NestedDictionaryDataset(
-            {
-                "id": IdDataset(),
-                "net_input": {
-                    "src_tokens": RightPadDataset(src, pad_idx=self.dictionary.pad()),
-                    "src_lengths": NumelDataset(src, reduce=False),
-                },
-                "target": RightPadDataset(tgt, pad_idx=self.dictionary.pad()),
-                "nsentences": NumSamplesDataset(),
-                "ntokens": NumelDataset(src, reduce=True),
-                # for per-language loss in the criterion; the model never sees it
-                "lang_id": RawLabelDataset([self.langs.index(lang)] * len(src)),
-            },
-            sizes=[src.sizes],
+        dataset = token_target_dataset(
+            src, self.dictionary.pad(), tgt, self.dictionary.pad(),
+            # for per-language loss in the criterion; the model never sees it
+            extra={"lang_id": RawLabelDataset([self.langs.index(lang)] * len(src))},
         )
         logger.info("%s/%s: %d lines, %d blocks", lang, split, len(raw), len(dataset))
         self._lang_cache[key] = (dataset, int(np.sum(raw.sizes)))
