@@ -42,7 +42,7 @@ DEMO_TRAIN = --user-dir xlmr_plugin --task xlmr_mlm --criterion xlmr_masked_lm -
 DEMO_PROBE = This option <mask> the output.\nDiese Option <mask> die Ausgabe.\nCette option <mask> la sortie.\n
 
 demo: setup
-	@if [ -z "$(CORPUS)" ]; then $(BIN)/xlmr-demo-corpus $(DEMO)/corpus; fi
+	@if [ -z "$(CORPUS)" ]; then $(BIN)/python examples/demo_corpus.py $(DEMO)/corpus; fi
 	$(BIN)/xlmr-prepare $(if $(CORPUS),$(CORPUS),$(DEMO)/corpus) $(DEMO)/data \
 	  --vocab-size $(VOCAB) --workers $(WORKERS)
 	$(BIN)/fairseq-train $(DEMO)/data $(DEMO_TRAIN) --save-dir $(DEMO)/checkpoints 2>&1 \
@@ -50,7 +50,7 @@ demo: setup
 	printf '$(DEMO_PROBE)' | $(BIN)/fairseq-interactive $(DEMO)/data --user-dir xlmr_plugin --task xlmr_mlm \
 	  --path $(DEMO)/checkpoints/checkpoint_best.pt --bpe sentencepiece \
 	  --sentencepiece-model $(DEMO)/data/spm.model --nbest 3 --cpu 2>/dev/null | grep -E "^(S|D|P)-"
-	$(BIN)/python -m xlmr_plugin.mask_fill_accuracy $(DEMO)/checkpoints/checkpoint_best.pt $(DEMO)/data \
+	$(BIN)/python -m xlmr_plugin.probing.mask_fill_accuracy $(DEMO)/checkpoints/checkpoint_best.pt $(DEMO)/data \
 	  --langs en,de,fr,ru,ja,es --max-lines 500 --json $(DEMO)/mask_accuracy.json 2>/dev/null
 
 test: setup

@@ -19,9 +19,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Optional, Sequence
 
-from analysis import figures
-from analysis.run_results import RunResult, bits_per_character, read_run
-from preprocess.atomic import atomic_path
+from xlmr.analysis import figures
+from xlmr.analysis.run_results import RunResult, bits_per_character, read_run
+from xlmr_plugin.storage.atomic import atomic_path
 
 logger = logging.getLogger("xlmr-report")
 

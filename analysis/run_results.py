@@ -110,7 +110,7 @@ def _strip(record: dict) -> dict:
 
 def _shares(data: Optional[Path], langs: list[str]) -> dict[str, float]:
     """p_i from DATA/stats.tsv, renormalised over the run's languages."""
-    from analysis.studies import read_stats
+    from xlmr.analysis.studies import read_stats
 
     if data is None or not (data / "stats.tsv").exists():
         logger.warning("no stats.tsv for languages %s: no high/low-resource grouping", ",".join(langs))

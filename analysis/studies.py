@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from analysis.capacity import Shape, dictionary_size, encoder_parameters, scaled_shape, shape_for_parameters
-from slurm import recipes
+from xlmr.analysis.capacity import Shape, dictionary_size, encoder_parameters, scaled_shape, shape_for_parameters
+from xlmr.slurm import recipes
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def multilingual_runs(scaled: bool) -> Callable[[argparse.Namespace, list[str], 
 def vocab_runs(args: argparse.Namespace, values: list[str], extra: list[str]) -> list[StudyRun]:
     """One xlmr-prepare of DATA (the raw corpus) per vocabulary size under SWEEP/data/, then
     widths that keep the parameter count of the first vocabulary at the base width."""
-    from preprocess import prepare
+    from xlmr.preprocess import prepare
 
     if (Path(args.data) / "dict.txt").exists():
         raise ValueError(f"--study vocab prepares each vocabulary itself: DATA must be the raw corpus, "

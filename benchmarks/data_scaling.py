@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from preprocess import corpus, prepare
+from xlmr.preprocess import corpus, prepare
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from prepare_throughput import ROOT, print_figures  # noqa: E402

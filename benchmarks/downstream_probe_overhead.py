@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from xlmr_plugin.downstream.xnli import LABELS, Pair, write_sentence_prediction  # noqa: E402
+from xlmr.downstream.xnli import LABELS, Pair, write_sentence_prediction  # noqa: E402
 
 DEMO = [  # the Makefile's DEMO_TRAIN
     "--user-dir", str(ROOT / "xlmr_plugin"), "--task", "xlmr_mlm", "--criterion", "xlmr_masked_lm",

@@ -23,7 +23,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from preprocess import corpus, prepare, reference
+from xlmr.preprocess import corpus, prepare
+import stock_prepare as reference
 
 ROOT = Path(__file__).resolve().parents[1]
 

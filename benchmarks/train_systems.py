@@ -24,8 +24,8 @@ from fairseq import options, tasks
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 from fairseq.trainer import Trainer
 
-from xlmr_plugin.bf16_on_gpu import bf16_without_tpu
-from xlmr_plugin.hf_conversion import fairseq_to_hf
+from xlmr_plugin.patches.bf16_on_gpu import bf16_without_tpu
+from xlmr_plugin.interop.hf_conversion import fairseq_to_hf
 
 PLUGIN = Path(__file__).resolve().parents[1] / "xlmr_plugin"
 

@@ -24,8 +24,8 @@ import sentencepiece as spm
 from fairseq.data import Dictionary
 from fairseq.data.indexed_dataset import MMapIndexedDataset, best_fitting_int_dtype
 
-from preprocess.atomic import publish_directory
-from preprocess.corpus import decoded_lines, iter_split
+from xlmr_plugin.storage.atomic import publish_directory
+from xlmr.preprocess.corpus import decoded_lines, iter_split
 
 logger = logging.getLogger(__name__)
 

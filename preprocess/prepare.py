@@ -22,10 +22,10 @@ from typing import Callable, Iterable, Optional
 import numpy as np
 from tqdm import tqdm
 
-from preprocess import binarize, corpus, report, sampling, vocabulary
-from preprocess.atomic import atomic_path
-from slurm import executor as slurm_executor
-from slurm import retrying_array
+from xlmr.preprocess import binarize, corpus, report, sampling, vocabulary
+from xlmr_plugin.storage.atomic import atomic_path
+from xlmr.slurm import executor as slurm_executor
+from xlmr.slurm import retrying_array
 
 logger = logging.getLogger("xlmr-prepare")
 

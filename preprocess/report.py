@@ -4,9 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
-from preprocess.atomic import atomic_path
-from preprocess.binarize import LanguageStats
-from preprocess.sampling import smoothed_probabilities
+from xlmr_plugin.storage.atomic import atomic_path
+from xlmr.preprocess.binarize import LanguageStats
+from xlmr.preprocess.sampling import smoothed_probabilities
 
 PAPER_ALPHA = 0.3
 

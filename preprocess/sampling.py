@@ -11,7 +11,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from preprocess.corpus import iter_split
+from xlmr.preprocess.corpus import iter_split
 
 
 def smoothed_probabilities(sizes: Sequence[float], alpha: float) -> np.ndarray:

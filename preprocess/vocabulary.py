@@ -16,7 +16,7 @@ from typing import Iterable
 import numpy as np
 import sentencepiece as spm
 
-from preprocess.atomic import atomic_path
+from xlmr_plugin.storage.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
 

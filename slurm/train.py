@@ -18,9 +18,9 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from slurm import executor as slurm_executor
-from slurm import recipes, retrying_array, train_status
-from slurm.fairseq_train_job import CPU_DISTRIBUTED, FairseqTrainJob
+from xlmr.slurm import executor as slurm_executor
+from xlmr.slurm import recipes, retrying_array, train_status
+from xlmr.slurm.fairseq_train_job import CPU_DISTRIBUTED, FairseqTrainJob
 
 logger = logging.getLogger("xlmr-train")
 

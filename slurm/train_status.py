@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from slurm.retrying_array import scheduler_state
+from xlmr.slurm.retrying_array import scheduler_state
 
 _SAVED = re.compile(r"Saved checkpoint (\S+) \(epoch (\d+) @ (\d+) updates")
 _RECORD = re.compile(r"\| INFO \| (train_inner|train|valid) \| (\{.*\})")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from preprocess import prepare
+from xlmr.preprocess import prepare
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus" / "mono"

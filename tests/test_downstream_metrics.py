@@ -1,8 +1,8 @@
 """The downstream metrics against values computed by hand."""
 import pytest
 
-from xlmr_plugin.downstream.ner_metrics import chunks, entity_scores
-from xlmr_plugin.downstream.qa_metrics import gold_answers, mlqa_score, normalize_mlqa, squad_score
+from xlmr_plugin.evaluation.ner_metrics import chunks, entity_scores
+from xlmr.downstream.qa_metrics import gold_answers, mlqa_score, normalize_mlqa, squad_score
 
 
 def test_iob2_chunks():

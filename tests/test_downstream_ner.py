@@ -14,13 +14,13 @@ from fairseq.data import Dictionary, data_utils
 from conftest import CORPUS
 from plugin_utils import json_records
 from probe_utils import probe_model
-from xlmr_plugin.downstream import ner_cli
-from xlmr_plugin.downstream.conll import (
+from xlmr.downstream import ner_cli
+from xlmr.downstream.conll import (
     Sentence, read_conll, read_predictions, scheme, to_iob2, write_predictions,
 )
-from xlmr_plugin.downstream.ner_binarize import label_dictionary, windows, write_token_classification
-from xlmr_plugin.downstream.ner_metrics import chunks, entity_scores
-from xlmr_plugin.downstream.xnli import DataError
+from xlmr.downstream.ner_binarize import label_dictionary, windows, write_token_classification
+from xlmr_plugin.evaluation.ner_metrics import chunks, entity_scores
+from xlmr.downstream.xnli import DataError
 
 ENG = """-DOCSTART- -X- -X- O
 

@@ -7,8 +7,8 @@ from plugin_utils import TINY, fairseq_cli, json_records, small_dest
 from probe_utils import probe_model
 from test_downstream_xnli_cli import LANGS, PAIRS, nli_data  # noqa: F401  (fixture)
 from xlmr_plugin import XLMR
-from xlmr_plugin.downstream import probe_data
-from xlmr_plugin.downstream.linear_probe import fit_and_score, load_probe_data, pair_features, probe_accuracy
+from xlmr.downstream import probe_data
+from xlmr_plugin.evaluation.linear_probe import fit_and_score, load_probe_data, pair_features, probe_accuracy
 
 
 def test_logistic_regression_separates_separable_classes_and_not_noise():

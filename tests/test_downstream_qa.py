@@ -10,12 +10,12 @@ import pytest
 
 from conftest import CORPUS
 from plugin_utils import json_records
-from preprocess.binarize import Encoder
+from xlmr.preprocess.binarize import Encoder
 from probe_utils import probe_model, run_tool
-from xlmr_plugin.downstream.qa_features import PieceEncoder, answer_pieces, WindowConfig, best_spans, windows, write_qa_split
-from xlmr_plugin.downstream.mlqa import parse_args, recipe
-from xlmr_plugin.downstream.qa_metrics import MLQA_LANGS, mlqa_score, squad_score
-from xlmr_plugin.downstream.squad import DataError, mlqa_path, read_squad
+from xlmr.downstream.qa_features import PieceEncoder, answer_pieces, WindowConfig, best_spans, windows, write_qa_split
+from xlmr.downstream.mlqa import parse_args, recipe
+from xlmr.downstream.qa_metrics import MLQA_LANGS, mlqa_score, squad_score
+from xlmr.downstream.squad import DataError, mlqa_path, read_squad
 
 WORD = re.compile(r"\w+")
 E2E_LANGS = ["en", "de", "es", "vi", "zh"]  # MLQA's languages with text in the shared corpus (no ar, hi)

@@ -7,7 +7,7 @@ import sentencepiece as spm
 import torch
 
 from tests.conftest import CORPUS
-from xlmr_plugin.downstream.xnli import DataError, read_multinli, read_xnli, read_xnli_mt, write_sentence_prediction
+from xlmr.downstream.xnli import DataError, read_multinli, read_xnli, read_xnli_mt, write_sentence_prediction
 
 XNLI_HEADER = ["language", "gold_label", "sentence1_binary_parse", "sentence2_binary_parse", "sentence1_parse",
                "sentence2_parse", "sentence1", "sentence2", "promptID", "pairID", "genre",

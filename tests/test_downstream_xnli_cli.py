@@ -7,9 +7,9 @@ import pytest
 
 from probe_utils import probe_model
 from test_downstream_xnli import XNLI_HEADER, real_lines, xnli_row
-from xlmr_plugin.downstream import xnli_cli
-from xlmr_plugin.downstream.results import with_average
-from xlmr_plugin.downstream.xnli import LABELS
+from xlmr.downstream import xnli_cli
+from xlmr.downstream.results import with_average
+from xlmr.downstream.xnli import LABELS
 
 LANGS = ["en", "de", "fr"]
 PAIRS = 9  # per language and split: three of each label

@@ -10,8 +10,8 @@ import torch
 import xlmr_plugin  # noqa: F401  (checkpoint loading under torch >= 2.6)
 from conftest import CORPUS
 from plugin_utils import PLUGIN, TINY, fairseq_cli, json_records, small_dest
-from xlmr_plugin.hf_cli import export_hf, import_hf
-from xlmr_plugin.hf_conversion import FS, ConversionError, check_xlmr_dictionary, fairseq_to_hf
+from xlmr_plugin.interop.hf_cli import export_hf, import_hf
+from xlmr_plugin.interop.hf_conversion import FS, ConversionError, check_xlmr_dictionary, fairseq_to_hf
 
 transformers = pytest.importorskip("transformers")
 LANGS = ["de", "el", "en", "ja", "ru"]

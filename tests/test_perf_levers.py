@@ -15,7 +15,7 @@ from fairseq.models import ARCH_CONFIG_REGISTRY, ARCH_MODEL_REGISTRY
 
 import xlmr_plugin  # noqa: F401
 from xlmr_plugin.criterions.xlmr_masked_lm import LANG_SIZE, XLMRMaskedLmConfig, XLMRMaskedLmLoss
-from xlmr_plugin.levers import FusedQKVAttention, PaddedVocabLMHead
+from xlmr_plugin.models.levers import FusedQKVAttention, PaddedVocabLMHead
 from xlmr_plugin.modules.linear_cross_entropy import linear_cross_entropy
 from plugin_utils import REPO
 

@@ -11,8 +11,9 @@ import pytest
 import sentencepiece as spm
 from fairseq.data import Dictionary, data_utils
 
-from preprocess import corpus, prepare, reference, vocabulary
-from preprocess.sampling import smoothed_probabilities
+from xlmr.preprocess import corpus, prepare, vocabulary
+from benchmarks import stock_prepare as reference
+from xlmr.preprocess.sampling import smoothed_probabilities
 from tests.conftest import LANGS, VOCAB_SIZE
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from preprocess import prepare
+from xlmr.preprocess import prepare
 
 TINY = ["el", "mk"]  # 158 and 129 lines of the shared corpus
 
@@ -147,7 +147,7 @@ def test_an_interrupted_run_leaves_no_shard_that_looks_finished(tmp_path, corpus
     (corpus / "en.txt").write_bytes(text + b"\n" + text)  # about 3 s of binarizing on one core
     shutil.copy(corpus_dir / "el.txt", corpus / "el.txt")
     dest = tmp_path / "d"
-    command = [sys.executable, "-m", "preprocess.prepare", str(corpus), str(dest), "--workers", "1",
+    command = [sys.executable, "-m", "xlmr.preprocess.prepare", str(corpus), str(dest), "--workers", "1",
                "--spm-model", str(xlmr_data / "spm.model"), "--dict", str(xlmr_data / "dict.txt")]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 120

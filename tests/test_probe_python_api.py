@@ -6,8 +6,8 @@ import torch
 
 from probe_utils import probe_model
 from xlmr_plugin import XLMR
-from xlmr_plugin.fill_mask_generator import fillable
-from xlmr_plugin.masked_text import fill_text
+from xlmr_plugin.probing.fill_mask_generator import fillable
+from xlmr_plugin.probing.masked_text import fill_text
 
 TEXTS = ["Hello <mask> world", "Hello <mask>world", "<mask> und <mask> Stadt.", "東京は<mask>です",
          "a <mask> <mask> b", "Der <mask>, die Stadt.", "Ein Satz ohne Maske."]

@@ -7,7 +7,7 @@ from plugin_utils import TINY, fairseq_cli, json_records
 from probe_utils import make_release_dir, probe_model, run_tool
 from xlmr_plugin import XLMR
 from xlmr_plugin.models.xlmr_sdpa import SIZES, XLMRSdpaModel
-from xlmr_plugin.release_import import plugin_architecture
+from xlmr_plugin.interop.release_import import plugin_architecture
 
 
 @pytest.fixture(scope="module")

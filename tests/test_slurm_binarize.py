@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from conftest import LANGS
-from preprocess import prepare
-from slurm import retrying_array
-from slurm.executor import slurm_executor
+from xlmr.preprocess import prepare
+from xlmr.slurm import retrying_array
+from xlmr.slurm.executor import slurm_executor
 from slurm_cluster import slurm_cluster  # noqa: F401  (the fixture)
 
 FIVE = [lang for lang in LANGS if lang != "el"]  # en, de, fr, ru, ja: 2.5 MB to 12 MB each

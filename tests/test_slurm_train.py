@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from slurm import recipes, train
-from slurm.fairseq_train_job import fairseq_train_command
+from xlmr.slurm import recipes, train
+from xlmr.slurm.fairseq_train_job import fairseq_train_command
 from slurm_cluster import slurm_cluster  # noqa: F401  (the fixture)
 
 # a 2-layer width-64 model on two languages, one update a few tens of milliseconds

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from analysis.capacity import Shape, encoder_parameters, scaled_shape, shape_for_parameters
-from analysis.run_results import read_run
+from xlmr.analysis.capacity import Shape, encoder_parameters, scaled_shape, shape_for_parameters
+from xlmr.analysis.run_results import read_run
 from conftest import LANGS
 from plugin_utils import TINY, json_records, small_dest
 

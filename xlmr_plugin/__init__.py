@@ -7,12 +7,12 @@ classification) and ``xlmr_squad`` (span extraction), the model ``xlmr_sdpa`` wi
 train on GPUs and ends fairseq's prefetch thread cleanly at exit. ``XLMR`` is the
 Python API for probing a trained model.
 """
-from . import bf16_on_gpu, checkpoint_safe_globals, clean_exit
-from .criterions import xlmr_masked_lm, xlmr_ner as ner_loss, xlmr_squad as squad_loss  # noqa: F401
-from .models import xlmr_sdpa  # noqa: F401
-from .optim import fused_adamw  # noqa: F401
-from .tasks import xlmr_mlm, xlmr_ner, xlmr_squad  # noqa: F401  (tasks and criteria share names)
-from .hub_interface import XLMR  # noqa: F401  (the Python API: XLMR.from_pretrained)
+from xlmr_plugin.patches import bf16_on_gpu, checkpoint_safe_globals, clean_exit
+from xlmr_plugin.criterions import xlmr_masked_lm, xlmr_ner as ner_loss, xlmr_squad as squad_loss  # noqa: F401
+from xlmr_plugin.models import xlmr_sdpa  # noqa: F401
+from xlmr_plugin.optim import fused_adamw  # noqa: F401
+from xlmr_plugin.tasks import xlmr_mlm, xlmr_ner, xlmr_squad  # noqa: F401  (tasks and criteria share names)
+from xlmr_plugin.probing.hub_interface import XLMR  # noqa: F401  (the Python API: XLMR.from_pretrained)
 
 checkpoint_safe_globals.allow_fairseq_checkpoints()
 bf16_on_gpu.install()

@@ -10,7 +10,7 @@ from fairseq.criterions.masked_lm import MaskedLmConfig, MaskedLmLoss
 from fairseq.logging import metrics
 from fairseq.utils import safe_getattr
 
-from ..modules.linear_cross_entropy import linear_cross_entropy
+from xlmr_plugin.modules.linear_cross_entropy import linear_cross_entropy
 
 LANG_LOSS = "lang_loss:"
 LANG_SIZE = "lang_size:"

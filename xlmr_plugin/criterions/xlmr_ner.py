@@ -19,7 +19,7 @@ from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 from fairseq.logging import metrics
 
-from ..downstream.ner_metrics import chunks
+from xlmr_plugin.evaluation.ner_metrics import chunks
 
 
 @dataclass

@@ -13,8 +13,8 @@ from fairseq.models import register_model, register_model_architecture
 from fairseq.models.roberta.model import RobertaModel, base_architecture, roberta_prenorm_architecture
 from fairseq.utils import safe_getattr
 
-from ..levers import apply_levers
-from ..modules.sdpa_multihead_attention import use_sdpa_attention
+from xlmr_plugin.models.levers import apply_levers
+from xlmr_plugin.modules.sdpa_multihead_attention import use_sdpa_attention
 
 
 

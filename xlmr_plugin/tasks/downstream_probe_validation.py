@@ -18,7 +18,7 @@ from typing import Any, Dict, List
 from fairseq import utils
 from fairseq.logging import metrics
 
-from ..downstream.linear_probe import ProbeSplit, load_probe_data, probe_accuracy
+from xlmr_plugin.evaluation.linear_probe import ProbeSplit, load_probe_data, probe_accuracy
 
 logger = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from fairseq.data import (
 )
 from fairseq.data.list_dataset import ListDataset
 
-from ..fill_mask_generator import FillMaskGenerator
-from ..masked_text import MASK, encode_masked
+from xlmr_plugin.probing.fill_mask_generator import FillMaskGenerator
+from xlmr_plugin.probing.masked_text import MASK, encode_masked
 
 logger = logging.getLogger(__name__)
 

@@ -26,17 +26,17 @@ from fairseq.tasks.language_modeling import SAMPLE_BREAK_MODE_CHOICES
 from fairseq.tasks.masked_lm import MaskedLMConfig, MaskedLMTask
 from omegaconf import II
 
-from ..data.language_resampling_dataset import (
+from xlmr_plugin.data.language_resampling_dataset import (
     LanguageResamplingDataset,
     blocks_per_language,
     log_sampling_table,
     sampling_probabilities,
 )
-from ..data.sentencepiece_word_starts import sentencepiece_word_starts
-from ..data.split_long_lines_dataset import SplitLongLinesDataset
-from ..data.token_target_dataset import token_target_dataset
-from .downstream_probe_validation import DownstreamProbeValidation, parse_probes
-from .fill_mask_inference import FillMaskInference
+from xlmr_plugin.data.sentencepiece_word_starts import sentencepiece_word_starts
+from xlmr_plugin.data.split_long_lines_dataset import SplitLongLinesDataset
+from xlmr_plugin.data.token_target_dataset import token_target_dataset
+from xlmr_plugin.tasks.downstream_probe_validation import DownstreamProbeValidation, parse_probes
+from xlmr_plugin.tasks.fill_mask_inference import FillMaskInference
 
 logger = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from fairseq.dataclass import FairseqDataclass
 from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II, MISSING
 
-from ..data.token_target_dataset import token_target_dataset
-from ..modules.token_classification_head import TokenClassificationHead
+from xlmr_plugin.data.token_target_dataset import token_target_dataset
+from xlmr_plugin.modules.token_classification_head import TokenClassificationHead
 
 logger = logging.getLogger(__name__)
 

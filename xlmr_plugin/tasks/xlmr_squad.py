@@ -1,6 +1,6 @@
 """Task ``xlmr_squad``: span-extraction QA (SQuAD v1.1, MLQA) on a pretrained XLM-R.
 
-Reads what ``xlmr_plugin.downstream.qa_features.write_qa_split`` writes: ``dict.txt``,
+Reads what ``xlmr.downstream.qa_features.write_qa_split`` writes: ``dict.txt``,
 ``input/<split>`` (one window ``<s> question </s></s> context </s>`` per item) and
 ``target/<split>`` (start and end token of the answer in that window, 0 = <s> where the
 window lacks it). The model gets a SpanPredictionHead; the criterion ``xlmr_squad``
@@ -17,8 +17,8 @@ from fairseq.dataclass import FairseqDataclass
 from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II
 
-from ..data.token_target_dataset import token_target_dataset
-from ..modules.span_prediction_head import SpanPredictionHead
+from xlmr_plugin.data.token_target_dataset import token_target_dataset
+from xlmr_plugin.modules.span_prediction_head import SpanPredictionHead
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from fairseq.models.roberta.model import RobertaLMHead
 from fairseq.modules.transformer_layer import TransformerEncoderLayerBase
 from torch import Tensor, nn
 
-from .modules.sdpa_multihead_attention import SDPAMultiheadAttention
+from xlmr_plugin.modules.sdpa_multihead_attention import SDPAMultiheadAttention
 
 logger = logging.getLogger(__name__)
 

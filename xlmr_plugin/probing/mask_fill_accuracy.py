@@ -1,6 +1,6 @@
 """Has the model learned anything? Top-1 accuracy at filling masked words vs. a unigram guess.
 
-    python -m xlmr_plugin.mask_fill_accuracy CKPT DEST [--langs en,de,ru] [--max-lines 500]
+    python -m xlmr_plugin.probing.mask_fill_accuracy CKPT DEST [--langs en,de,ru] [--max-lines 500]
 
 On held-out lines (``DEST/<lang>/valid``), the masked items are words that are one
 SentencePiece piece (a ``▁`` piece followed by a word start or the line end), so a
@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from fairseq.data import Dictionary, data_utils
 
-from .data.sentencepiece_word_starts import sentencepiece_word_starts
-from .fill_mask_generator import FillMaskGenerator, fillable
-from .heldout_lines import load_heldout
-from .hub_interface import XLMR
+from xlmr_plugin.data.sentencepiece_word_starts import sentencepiece_word_starts
+from xlmr_plugin.probing.fill_mask_generator import FillMaskGenerator, fillable
+from xlmr_plugin.probing.heldout_lines import load_heldout
+from xlmr_plugin.probing.hub_interface import XLMR
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def accuracy(xlmr: XLMR, lines, baseline: int, seed: int, share: float, batch_si
 def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO,
                         stream=sys.stderr)
-    parser = argparse.ArgumentParser(prog="python -m xlmr_plugin.mask_fill_accuracy", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m xlmr_plugin.probing.mask_fill_accuracy", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", type=Path, help="checkpoint file")
     parser.add_argument("data", type=Path, help="xlmr-prepare's DEST: held-out and training shards")
     parser.add_argument("--langs", default="", help="comma-separated languages (default: all in DEST)")

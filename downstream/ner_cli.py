@@ -31,11 +31,11 @@ from typing import Optional, Sequence
 
 import torch
 
-from .conll import Sentence, read_conll, read_predictions, write_predictions
-from .finetune import Pretrained, fairseq_train, load_finetuned
-from .ner_binarize import label_dictionary, write_token_classification
-from .ner_metrics import entity_scores
-from .results import write_results
+from xlmr.downstream.conll import Sentence, read_conll, read_predictions, write_predictions
+from xlmr.downstream.finetune import Pretrained, fairseq_train, load_finetuned
+from xlmr.downstream.ner_binarize import label_dictionary, write_token_classification
+from xlmr_plugin.evaluation.ner_metrics import entity_scores
+from xlmr.downstream.results import write_results
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Any, Dict
 
 from omegaconf import OmegaConf, open_dict
 
-from .models.xlmr_sdpa import SIZES, Size
+from xlmr_plugin.models.xlmr_sdpa import SIZES, Size
 
 logger = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
-from preprocess.atomic import atomic_path
+from xlmr_plugin.storage.atomic import atomic_path
 
-from .xnli import DataError
+from xlmr.downstream.xnli import DataError
 
 logger = logging.getLogger(__name__)
 

@@ -20,10 +20,10 @@ from typing import Sequence
 
 import numpy as np
 
-from preprocess.atomic import atomic_path
-from preprocess.binarize import Encoder, ShardWriter
+from xlmr_plugin.storage.atomic import atomic_path
+from xlmr.preprocess.binarize import Encoder, ShardWriter
 
-from .squad import Answer, SquadFile
+from xlmr.downstream.squad import Answer, SquadFile
 
 logger = logging.getLogger(__name__)
 

@@ -27,9 +27,9 @@ import numpy as np
 from fairseq.data import Dictionary
 from fairseq.data.indexed_dataset import best_fitting_int_dtype
 
-from preprocess.binarize import Encoder, ShardWriter
+from xlmr.preprocess.binarize import Encoder, ShardWriter
 
-from .conll import Sentence, to_iob2
+from xlmr.downstream.conll import Sentence, to_iob2
 
 logger = logging.getLogger(__name__)
 

@@ -22,10 +22,10 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from analysis import report, studies
-from preprocess.atomic import atomic_path
-from slurm import recipes, train, train_status
-from slurm.fairseq_train_job import FairseqTrainJob
+from xlmr.analysis import report, studies
+from xlmr_plugin.storage.atomic import atomic_path
+from xlmr.slurm import recipes, train, train_status
+from xlmr.slurm.fairseq_train_job import FairseqTrainJob
 
 logger = logging.getLogger("xlmr-sweep")
 

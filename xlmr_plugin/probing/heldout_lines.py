@@ -15,7 +15,7 @@ import torch
 from fairseq.data import Dictionary, FairseqDataset, data_utils
 from fairseq.data.list_dataset import ListDataset
 
-from .data.split_long_lines_dataset import SplitLongLinesDataset
+from xlmr_plugin.data.split_long_lines_dataset import SplitLongLinesDataset
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Mapping
 
-from preprocess.atomic import atomic_path
+from xlmr_plugin.storage.atomic import atomic_path
 
 
 def with_average(scores: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:

@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from fairseq.data import FairseqDataset, MaskTokensDataset, PrependTokenDataset, data_utils
 
-from .heldout_lines import load_heldout
-from .hub_interface import XLMR
+from xlmr_plugin.probing.heldout_lines import load_heldout
+from xlmr_plugin.probing.hub_interface import XLMR
 
 logger = logging.getLogger(__name__)
 

@@ -26,13 +26,13 @@ from typing import Optional, Sequence
 
 import torch
 
-from preprocess.atomic import atomic_path
+from xlmr_plugin.storage.atomic import atomic_path
 
-from .finetune import Pretrained, fairseq_train, load_finetuned
-from .qa_features import PieceEncoder, WindowConfig, best_spans, write_qa_split
-from .qa_metrics import MLQA_LANGS, mlqa_score, squad_score
-from .results import write_results
-from .squad import mlqa_path, read_squad
+from xlmr.downstream.finetune import Pretrained, fairseq_train, load_finetuned
+from xlmr.downstream.qa_features import PieceEncoder, WindowConfig, best_spans, write_qa_split
+from xlmr.downstream.qa_metrics import MLQA_LANGS, mlqa_score, squad_score
+from xlmr.downstream.results import write_results
+from xlmr.downstream.squad import mlqa_path, read_squad
 
 logger = logging.getLogger(__name__)
 

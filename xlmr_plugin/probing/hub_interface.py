@@ -21,9 +21,9 @@ from fairseq.models.roberta import RobertaHubInterface
 from fairseq.tasks.masked_lm import MaskedLMConfig, MaskedLMTask
 from omegaconf import open_dict
 
-from .fill_mask_generator import FillMaskGenerator
-from .masked_text import encode_masked, fill_text, filler_surface
-from .release_import import use_plugin_architecture
+from xlmr_plugin.probing.fill_mask_generator import FillMaskGenerator
+from xlmr_plugin.probing.masked_text import encode_masked, fill_text, filler_surface
+from xlmr_plugin.interop.release_import import use_plugin_architecture
 
 logger = logging.getLogger(__name__)
 

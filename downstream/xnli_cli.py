@@ -26,9 +26,9 @@ from typing import Optional, Sequence
 
 import torch
 
-from .finetune import Pretrained, fairseq_train, load_finetuned
-from .results import write_results
-from .xnli import (
+from xlmr.downstream.finetune import Pretrained, fairseq_train, load_finetuned
+from xlmr.downstream.results import write_results
+from xlmr.downstream.xnli import (
     LABELS,
     XNLI_LANGS,
     Pair,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from .xnli import DataError
+from xlmr.downstream.xnli import DataError
 
 logger = logging.getLogger(__name__)
 

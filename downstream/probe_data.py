@@ -15,10 +15,10 @@ import random
 from pathlib import Path
 from typing import Optional, Sequence
 
-from preprocess.atomic import publish_directory
+from xlmr_plugin.storage.atomic import publish_directory
 
-from ..hub_interface import _find_spm
-from .xnli import XNLI_LANGS, read_multinli, read_xnli, write_sentence_prediction
+from xlmr_plugin.probing.hub_interface import _find_spm
+from xlmr.downstream.xnli import XNLI_LANGS, read_multinli, read_xnli, write_sentence_prediction
 
 logger = logging.getLogger("xlmr-probe-data")
 

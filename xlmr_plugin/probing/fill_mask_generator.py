@@ -11,7 +11,7 @@ import torch
 from fairseq.data import Dictionary
 from fairseq.models import FairseqEncoderModel
 
-from .masked_text import WORD_START
+from xlmr_plugin.probing.masked_text import WORD_START
 
 
 def fillable(dictionary: Dictionary, mask_idx: int) -> torch.BoolTensor:

@@ -12,12 +12,12 @@ from typing import Optional
 import numpy as np
 import torch
 
-from preprocess.atomic import publish_directory
-from xlmr_plugin.hf_conversion import ConversionError, check_xlmr_dictionary, fairseq_to_hf, hf_to_fairseq, sizes
+from xlmr_plugin.storage.atomic import publish_directory
+from xlmr_plugin.interop.hf_conversion import ConversionError, check_xlmr_dictionary, fairseq_to_hf, hf_to_fairseq, sizes
 
 logger = logging.getLogger(__name__)
 
-PLUGIN_DIR = Path(__file__).resolve().parent
+PLUGIN_DIR = Path(__file__).resolve().parents[1]
 SPM_NAMES = ("spm.model", "sentencepiece.bpe.model")  # xlmr-prepare's, the release's
 
 
@@ -95,7 +95,7 @@ def _release_cfg(shape: dict, heads: int, config) -> object:
 def import_hf(hf_dir: Path, out: Path) -> None:
     """An XLMRobertaForMaskedLM directory -> the XLM-R release layout
     (model.pt, dict.txt, sentencepiece.bpe.model) for `--restore-file` and probing."""
-    from preprocess.vocabulary import write_dictionary
+    from xlmr.preprocess.vocabulary import write_dictionary
 
     XLMRobertaForMaskedLM = _transformers().XLMRobertaForMaskedLM
 

@@ -23,7 +23,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from preprocess.binarize import Encoder, ShardWriter
+from xlmr.preprocess.binarize import Encoder, ShardWriter
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""`xlmr-demo-corpus OUT`: a small, real multilingual corpus in CC-100 format,
+"""`python examples/demo_corpus.py OUT`: a small, real multilingual corpus in CC-100 format,
 built from Debian's translated manual pages, for the demo on a fresh machine.
 
 Each manual page becomes a document, each paragraph of its rendered text a
@@ -19,9 +19,9 @@ from typing import Optional
 
 from tqdm import tqdm
 
-from preprocess.atomic import atomic_path
+from xlmr_plugin.storage.atomic import atomic_path
 
-logger = logging.getLogger("xlmr-demo-corpus")
+logger = logging.getLogger("demo_corpus")
 
 MAN_ROOT = Path("/usr/share/man")
 DEFAULT_LANGS = "en,de,fr,es,it,pl,ru,uk,ja,zh,el"
@@ -65,7 +65,7 @@ def install_packages(langs: list[str]) -> None:
     if not missing:
         return
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise SystemExit(f"xlmr-demo-corpus: install {' '.join(missing)} (Debian) or pass a corpus directory instead")
+        raise SystemExit(f"demo_corpus: install {' '.join(missing)} (Debian) or pass a corpus directory instead")
     logger.info("installing %s", " ".join(missing))
     subprocess.run(["apt-get", "update", "-qq"], check=False)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
@@ -80,7 +80,7 @@ def build(out: Path, langs: list[str], max_pages: int, workers: int) -> dict[str
         for lang in langs:
             pages = page_paths(lang)[:max_pages]
             if not pages:
-                raise SystemExit(f"xlmr-demo-corpus: no manual pages for '{lang}' under {MAN_ROOT}")
+                raise SystemExit(f"demo_corpus: no manual pages for '{lang}' under {MAN_ROOT}")
             docs = [d for d in tqdm(pool.map(render, pages), total=len(pages), desc=lang, disable=None) if d]
             with atomic_path(out / f"{lang}.txt") as tmp:
                 tmp.write_text("".join("\n".join(doc) + "\n\n" for doc in docs), encoding="utf-8")
@@ -90,7 +90,7 @@ def build(out: Path, langs: list[str], max_pages: int, workers: int) -> dict[str
 
 def main(argv: Optional[list[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)s | %(name)s | %(message)s")
-    parser = argparse.ArgumentParser(prog="xlmr-demo-corpus", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="examples/demo_corpus.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="directory to write <lang>.txt into")
     parser.add_argument("--langs", default=DEFAULT_LANGS, help=f"comma-separated (default {DEFAULT_LANGS})")
     parser.add_argument("--max-pages", type=int, default=150, help="pages per language, at most")

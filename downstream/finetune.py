@@ -22,12 +22,13 @@ from typing import Optional, Sequence
 from fairseq import checkpoint_utils
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
-from ..hub_interface import _dictionary_dir, _find_spm
-from ..release_import import checkpoint_size
+import xlmr_plugin
+from xlmr_plugin.probing.hub_interface import _dictionary_dir, _find_spm
+from xlmr_plugin.interop.release_import import checkpoint_size
 
 logger = logging.getLogger(__name__)
 
-PLUGIN_DIR = Path(__file__).resolve().parents[1]
+PLUGIN_DIR = Path(xlmr_plugin.__file__).resolve().parent
 
 
 @dataclass(frozen=True)
