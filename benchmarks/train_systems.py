@@ -1,6 +1,6 @@
 """The three systems of benchmarks/train_throughput.py, each a callable training step.
 
-- ``plugin``: our fairseq plugin (model ``xlmr_sdpa``, criterion ``xlmr_masked_lm``,
+- ``plugin``: our fairseq plugin (model ``xlmr_roberta``, criterion ``xlmr_masked_lm``,
   optimizer ``fused_adamw``, bf16 on GPU) with the levers chosen.
 - ``fairseq``: stock fairseq (model ``roberta`` of the same size, criterion ``masked_lm``,
   optimizer ``adam``, fp16 on GPU), as ``fairseq-train --arch roberta_large --fp16`` runs it.
@@ -26,6 +26,7 @@ from fairseq.trainer import Trainer
 
 from xlmr_plugin.patches.bf16_on_gpu import bf16_without_tpu
 from xlmr_plugin.interop.hf_conversion import fairseq_to_hf
+from xlmr_plugin.models.shapes import MAX_POSITIONS, Shape
 
 PLUGIN = Path(__file__).resolve().parents[1] / "xlmr_plugin"
 
@@ -46,39 +47,34 @@ DEFAULT_LEVERS = [name for name in LEVERS if name != "checkpoint"]
 CPU_LEVERS = [name for name in DEFAULT_LEVERS if name not in ("fuse_qkv", "pad_vocab", "compile")]
 
 
-@dataclass
-class Shape:
-    layers: int
-    width: int
-    heads: int
-    ffn: int
+@dataclass(frozen=True)
+class Workload:
+    """What one benchmark step trains: an encoder shape, a vocabulary and a batch."""
+
+    shape: Shape
     vocab: int
     tokens_per_sample: int
     batch_size: int
 
-    def model_args(self) -> List[str]:
-        return ["--encoder-layers", str(self.layers), "--encoder-embed-dim", str(self.width),
-                "--encoder-attention-heads", str(self.heads), "--encoder-ffn-embed-dim", str(self.ffn)]
-
     def flops_per_token(self) -> float:
         """Model training FLOPs per token: encoder matmuls (6 N), attention (12 L d s) and the
         LM head on the 15% masked tokens only (dense + projection)."""
-        d = self.width
+        layers, d, ffn = self.shape.layers, self.shape.width, self.shape.ffn
         # per layer: q, k, v, out projections; two FFN matmuls; two LayerNorms
-        n_encoder = self.layers * (4 * d * d + 4 * d + 2 * d * self.ffn + self.ffn + d + 4 * d)
-        return 6 * n_encoder + 12 * self.layers * d * self.tokens_per_sample + 0.15 * 6 * (d * d + d * self.vocab)
+        n_encoder = layers * (4 * d * d + 4 * d + 2 * d * ffn + ffn + d + 4 * d)
+        return 6 * n_encoder + 12 * layers * d * self.tokens_per_sample + 0.15 * 6 * (d * d + d * self.vocab)
 
 
-def fairseq_args(data: str, shape: Shape, device: str, workers: int, seed: int) -> List[str]:
+def fairseq_args(data: str, workload: Workload, device: str, workers: int, seed: int) -> List[str]:
     """What both fairseq systems share: data, batch, schedule, dropout as in XLM-R."""
     return [
         data, "--user-dir", str(PLUGIN), "--task", "xlmr_mlm", "--sample-break-mode", "none",
-        "--tokens-per-sample", str(shape.tokens_per_sample), "--batch-size", str(shape.batch_size),
+        "--tokens-per-sample", str(workload.tokens_per_sample), "--batch-size", str(workload.batch_size),
         "--required-batch-size-multiple", "1", "--num-workers", str(workers), "--seed", str(seed),
         "--adam-betas", "(0.9,0.98)", "--adam-eps", "1e-6", "--weight-decay", "0.01", "--clip-norm", "0.0",
         "--lr", "1e-4", "--lr-scheduler", "fixed", "--max-update", "1000000",
-        "--max-positions", "512", "--dropout", "0.1", "--attention-dropout", "0.1", "--log-format", "none", "--disable-validation",
-        *shape.model_args(), *(["--cpu"] if device == "cpu" else []),
+        "--max-positions", str(MAX_POSITIONS), "--dropout", "0.1", "--attention-dropout", "0.1", "--log-format", "none",
+        "--disable-validation", *workload.shape.model_args(), *(["--cpu"] if device == "cpu" else []),
     ]
 
 
@@ -136,13 +132,14 @@ class FairseqSystem:
 class HFSystem:
     """XLMRobertaForMaskedLM with SDPA, fused AdamW, bf16 autocast on GPU: a plain loop."""
 
-    def __init__(self, shape: Shape, init_state: dict, device: str, dropout: float = 0.1):
+    def __init__(self, workload: Workload, init_state: dict, device: str, dropout: float = 0.1):
         from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM
 
+        shape = workload.shape
         config = XLMRobertaConfig(
-            vocab_size=shape.vocab, hidden_size=shape.width, num_hidden_layers=shape.layers,
+            vocab_size=workload.vocab, hidden_size=shape.width, num_hidden_layers=shape.layers,
             num_attention_heads=shape.heads, intermediate_size=shape.ffn,
-            max_position_embeddings=514,  # 512 positions + fairseq's padding offset
+            max_position_embeddings=MAX_POSITIONS + 2,  # + fairseq's padding offset
             type_vocab_size=1, layer_norm_eps=1e-5,
             hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
             pad_token_id=1, bos_token_id=0, eos_token_id=2, attn_implementation="sdpa",

@@ -25,6 +25,7 @@ import resource
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -37,10 +38,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 from train_systems import (  # noqa: E402
-    CPU_LEVERS, DEFAULT_LEVERS, LEVERS, FairseqSystem, HFSystem, Shape, epoch_batches, fairseq_args, plugin_args, stock_args,
+    CPU_LEVERS, DEFAULT_LEVERS, LEVERS, FairseqSystem, HFSystem, Workload, epoch_batches, fairseq_args, plugin_args,
+    stock_args,
 )
+from xlmr_plugin.models.shapes import SHAPES, Shape  # noqa: E402
+from xlmr_plugin.storage import layout  # noqa: E402
 
 VOCAB = 250_002
+CPU_SHAPE = Shape(2, 256, 4, 1024)  # small enough for a shared CPU, beside the full vocabulary
 GPU_COMMAND = ("python benchmarks/train_throughput.py --arch large --ablate --find-max-batch "
                "--json benchmarks/results/train_throughput_h100_large.json")
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16
@@ -64,7 +69,7 @@ def write_data(work: Path, vocab: int, tokens: int, seed: int) -> Path:
         return dest
     (dest / "xx").mkdir(parents=True, exist_ok=True)
     # 4 specials + entries + <mask> = vocab
-    (dest / "dict.txt").write_text("".join(f"w{i} 1\n" for i in range(vocab - 5)))
+    (dest / layout.DICT).write_text("".join(f"w{i} 1\n" for i in range(vocab - 5)))
     rng = np.random.default_rng(seed)
     builder = indexed_dataset.MMapIndexedDatasetBuilder(str(dest / "xx" / "train.bin"), dtype=np.int32)
     written = 0
@@ -88,7 +93,7 @@ def peak_memory_gb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # process max RSS (KB -> GB)
 
 
-def measure(name: str, system, batches, args, shape: Shape, peak: Optional[float]) -> dict:
+def measure(name: str, system, batches, args, workload: Workload, peak: Optional[float]) -> dict:
     """Warm-up steps, then timed steps; the loop's only host syncs are the system's own."""
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -109,7 +114,7 @@ def measure(name: str, system, batches, args, shape: Shape, peak: Optional[float
     sync(args.device)
     elapsed = time.perf_counter() - start
     tps = tokens / elapsed
-    achieved = tps * shape.flops_per_token() / 1e12
+    achieved = tps * workload.flops_per_token() / 1e12
     return {
         "system": name, "steps": args.steps, "tokens_per_step": int(tokens // args.steps),
         "tokens_per_s": round(tps, 1), "step_s": round(elapsed / args.steps, 4),
@@ -119,7 +124,8 @@ def measure(name: str, system, batches, args, shape: Shape, peak: Optional[float
     }
 
 
-def measure_interleaved(systems: Dict[str, object], batches, args, shape: Shape, peak: Optional[float]) -> List[dict]:
+def measure_interleaved(systems: Dict[str, object], batches, args, workload: Workload,
+                        peak: Optional[float]) -> List[dict]:
     """All systems alive, one step of each in turn: on a shared, loaded machine a burst of
     other work then slows every system alike instead of whichever ran at that moment."""
     its = {name: iter(batches()) for name in systems}
@@ -142,7 +148,7 @@ def measure_interleaved(systems: Dict[str, object], batches, args, shape: Shape,
     results = []
     for name, a in acc.items():
         tps = a["tokens"] / a["time"]
-        achieved = tps * shape.flops_per_token() / 1e12
+        achieved = tps * workload.flops_per_token() / 1e12
         results.append({
             "system": name, "steps": args.steps, "tokens_per_step": int(a["tokens"] // args.steps),
             "tokens_per_s": round(tps, 1), "step_s": round(a["time"] / args.steps, 4),
@@ -155,11 +161,11 @@ def measure_interleaved(systems: Dict[str, object], batches, args, shape: Shape,
     return results
 
 
-def run_system(name: str, build, batches, args, shape, peak) -> dict:
+def run_system(name: str, build, batches, args, workload, peak) -> dict:
     system = None
     try:
         system = build()
-        result = measure(name, system, batches(), args, shape, peak)
+        result = measure(name, system, batches(), args, workload, peak)
     except torch.cuda.OutOfMemoryError as e:
         result = {"system": name, "error": f"out of memory: {str(e).splitlines()[0]}"}
     del system
@@ -195,13 +201,14 @@ def format_row(r: dict) -> str:
             f"peak {r['peak_memory_gb']:6.2f} GB  data wait {r['data_wait_s']:.3f} s  loss {r['first_loss']:.3f} -> {r['loss']:.3f}")
 
 
-def find_max_batch(data: Path, shape: Shape, args, levers: List[str]) -> Dict[str, dict]:
+def find_max_batch(data: Path, workload: Workload, args, levers: List[str]) -> Dict[str, dict]:
     """The largest batch (sequences of --tokens-per-sample) that trains two steps without
     running out of memory, with and without activation checkpointing: doubling, then bisection."""
     out = {}
     for checkpoint in (False, True):
         chosen = [lv for lv in levers if lv != "checkpoint"] + (["checkpoint"] if checkpoint else [])
-        system = FairseqSystem(fairseq_args(str(data), shape, args.device, 0, args.seed) + plugin_args(chosen, args.device))
+        argv = fairseq_args(str(data), workload, args.device, 0, args.seed) + plugin_args(chosen, args.device)
+        system = FairseqSystem(argv)
         dataset = system.task.dataset("train")
 
         def fits(b: int) -> bool:
@@ -222,8 +229,9 @@ def find_max_batch(data: Path, shape: Shape, args, levers: List[str]) -> Dict[st
             mid = (low + high) // 2
             low, high = (mid, high) if fits(mid) else (low, mid)
         key = "activation_checkpointing" if checkpoint else "no_checkpointing"
-        out[key] = {"batch_size": low, "tokens": low * shape.tokens_per_sample}
-        print(f"max batch ({key}): {low} x {shape.tokens_per_sample} = {low * shape.tokens_per_sample} tokens", flush=True)
+        tokens = low * workload.tokens_per_sample
+        out[key] = {"batch_size": low, "tokens": tokens}
+        print(f"max batch ({key}): {low} x {workload.tokens_per_sample} = {tokens} tokens", flush=True)
         del system, dataset
         gc.collect()
         torch.cuda.empty_cache()
@@ -252,8 +260,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     gpu = args.device == "cuda"
-    size = {"large": (24, 1024, 16, 4096), "base": (12, 768, 12, 3072)}[args.arch] if gpu else (2, 256, 4, 1024)
-    defaults = dict(zip(["layers", "width", "heads", "ffn"], size), tokens_per_sample=512 if gpu else 128,
+    shape = SHAPES[f"xlmr_{args.arch}"] if gpu else CPU_SHAPE
+    defaults = dict(layers=shape.layers, width=shape.width, heads=shape.heads, ffn=shape.ffn,
+                    tokens_per_sample=512 if gpu else 128,
                     batch_size=16 if gpu else 8, warmup=10 if gpu else 2, steps=30 if gpu else 5,
                     num_workers=4 if gpu else 1, rounds=2)
     for key, value in defaults.items():
@@ -272,7 +281,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    shape = Shape(args.layers, args.width, args.heads, args.ffn, VOCAB, args.tokens_per_sample, args.batch_size)
+    workload = Workload(Shape(args.layers, args.width, args.heads, args.ffn), VOCAB, args.tokens_per_sample,
+                        args.batch_size)
     gpu_name = torch.cuda.get_device_name() if args.device == "cuda" else None
     peak = args.peak_tflops or next((v for k, v in PEAK_TFLOPS.items() if gpu_name and k in gpu_name), None)
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="xlmr-train-bench-"))
@@ -280,8 +290,8 @@ def main(argv=None) -> dict:
         len(args.systems.split(",")) + (len(args.lever_list) if args.ablate else 0))
     needed = (args.warmup + args.steps + 2) * args.batch_size * args.tokens_per_sample
     data = write_data(work, VOCAB, max(needed, 4096 * args.tokens_per_sample if args.find_max_batch else 0), args.seed)
-    common = fairseq_args(str(data), shape, args.device, args.num_workers, args.seed)
-    print(f"device {gpu_name or 'cpu'}; {shape}; {shape.flops_per_token() / 1e9:.3f} GFLOP/token; "
+    common = fairseq_args(str(data), workload, args.device, args.num_workers, args.seed)
+    print(f"device {gpu_name or 'cpu'}; {workload}; {workload.flops_per_token() / 1e9:.3f} GFLOP/token; "
           f"levers {','.join(args.lever_list) or 'none'}; {n_runs} runs", flush=True)
 
     plugin = FairseqSystem(common + plugin_args(args.lever_list, args.device))
@@ -291,7 +301,7 @@ def main(argv=None) -> dict:
     builders = {
         "plugin": lambda: FairseqSystem(common + plugin_args(args.lever_list, args.device), task, init),
         "fairseq": lambda: FairseqSystem(common + stock_args(args.device), task, init),
-        "hf": lambda: HFSystem(shape, init, args.device),
+        "hf": lambda: HFSystem(workload, init, args.device),
     }
     if args.ablate:
         for lever in args.lever_list:
@@ -304,14 +314,14 @@ def main(argv=None) -> dict:
     runs = []
     if args.schedule == "interleaved":
         systems = {name: first.pop(name) if name in first else builders[name]() for name in order}
-        results = measure_interleaved(systems, batches, args, shape, peak)
+        results = measure_interleaved(systems, batches, args, workload, peak)
         del systems
     else:
         # rounds alternate the order (A B C, C B A, ...): no system always runs first or last
         for r in range(args.rounds):
             for name in (order if r % 2 == 0 else order[::-1]):
                 build = (lambda n=name: first.pop(n)) if name in first else builders[name]
-                runs.append({**run_system(name, build, batches, args, shape, peak), "round": r})
+                runs.append({**run_system(name, build, batches, args, workload, peak), "round": r})
         results = [summarise(name, [run for run in runs if run["system"] == name]) for name in order]
     tps = {r["system"]: r["tokens_per_s"] for r in results if "tokens_per_s" in r}
     ratios = {f"{a}/{b}": round(tps[a] / tps[b], 3) for a, b in
@@ -327,15 +337,15 @@ def main(argv=None) -> dict:
     max_batch = None
     if args.find_max_batch:
         if args.device == "cuda":
-            max_batch = find_max_batch(data, shape, args, args.lever_list)
+            max_batch = find_max_batch(data, workload, args, args.lever_list)
         else:
             max_batch = "skipped: --find-max-batch needs a GPU"
             print(max_batch)
     figures = {
         "command": " ".join(["python", *sys.argv]) if argv is None else " ".join(["python", __file__, *argv]),
         "device": gpu_name or "cpu", "torch": torch.__version__, "cpu_count": os.cpu_count(),
-        "omp_num_threads": torch.get_num_threads(), "shape": shape.__dict__,
-        "flops_per_token": shape.flops_per_token(), "peak_tflops": peak, "levers": args.lever_list,
+        "omp_num_threads": torch.get_num_threads(), "workload": asdict(workload),
+        "flops_per_token": workload.flops_per_token(), "peak_tflops": peak, "levers": args.lever_list,
         "num_workers": args.num_workers, "warmup": args.warmup,
         "peak_memory": "torch.cuda.max_memory_allocated per system" if args.device == "cuda"
         else "process max RSS so far (cumulative: systems run in the order listed)",

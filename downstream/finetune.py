@@ -23,8 +23,9 @@ from fairseq import checkpoint_utils
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
 import xlmr_plugin
-from xlmr_plugin.probing.hub_interface import _dictionary_dir, _find_spm
 from xlmr_plugin.interop.release_import import checkpoint_size
+from xlmr_plugin.models.shapes import MAX_POSITIONS
+from xlmr_plugin.storage import layout
 
 logger = logging.getLogger(__name__)
 
@@ -49,10 +50,11 @@ class Pretrained:
             raise FileNotFoundError(f"no pretrained checkpoint {checkpoint}")
         state = checkpoint_utils.load_checkpoint_to_cpu(str(checkpoint), load_on_all_ranks=True)
         cfg = convert_namespace_to_omegaconf(state["args"]) if state.get("args") is not None else state["cfg"]
-        data = Path(data_dir) if data_dir else _dictionary_dir(checkpoint.parent, cfg)
-        if not (data / "dict.txt").is_file():
-            raise FileNotFoundError(f"no dict.txt in {data}")
-        return cls(checkpoint, data / "dict.txt", _find_spm(checkpoint.parent, data), encoder_args(cfg.model))
+        data = Path(data_dir) if data_dir else layout.dictionary_dir(checkpoint.parent, cfg.task)
+        if not (data / layout.DICT).is_file():
+            raise FileNotFoundError(f"no {layout.DICT} in {data}")
+        sentencepiece = layout.find_spm(checkpoint.parent, data, names=layout.RELEASE_SPM_NAMES)
+        return cls(checkpoint, data / layout.DICT, sentencepiece, encoder_args(cfg.model))
 
 
 def encoder_args(model_cfg) -> tuple[str, ...]:
@@ -62,10 +64,8 @@ def encoder_args(model_cfg) -> tuple[str, ...]:
     preset has (a demo model, the capacity and vocabulary studies)."""
     size = checkpoint_size(model_cfg)
     return (
-        "--arch", "xlmr_xl" if size.prenorm else "xlmr_base",
-        "--encoder-layers", str(size.layers), "--encoder-embed-dim", str(size.width),
-        "--encoder-attention-heads", str(size.heads), "--encoder-ffn-embed-dim", str(size.ffn),
-        "--max-positions", str(int(getattr(model_cfg, "max_positions", 512))),
+        "--arch", "xlmr_xl" if size.prenorm else "xlmr_base", *size.model_args(),
+        "--max-positions", str(int(getattr(model_cfg, "max_positions", MAX_POSITIONS))),
     )
 
 

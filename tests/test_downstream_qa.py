@@ -178,14 +178,14 @@ def test_mlqa_scores_on_fixed_predictions():
 
 
 def test_recipe_counts_updates_with_accumulation_and_passes_unknown_flags_to_fairseq(tmp_path):
-    args = parse_args(["ckpt.pt", "--squad-train", "t.json", "--mlqa", "M", "--out", str(tmp_path),
-                       "--batch-size", "4", "--update-freq", "8", "--fp16"])
-    flags = recipe(args, train_windows=1000)
+    config = parse_args(["ckpt.pt", "--squad-train", "t.json", "--mlqa", "M", "--out", str(tmp_path),
+                         "--batch-size", "4", "--update-freq", "8", "--fp16"])
+    flags = recipe(config.recipe, train_windows=1000)
     value = {flag: flags[i + 1] for i, flag in enumerate(flags[:-1]) if flag.startswith("--")}
     # XTREME's 4 x 8 windows per update: ceil(1000 / 32) = 32 updates per epoch, 3 epochs
     assert (value["--total-num-update"], value["--max-update"], value["--warmup-updates"]) == ("96", "96", "95")
     assert (value["--lr"], value["--update-freq"], value["--weight-decay"]) == ("3e-05", "8", "0.0001")
-    assert flags[-1] == "--fp16" and args.langs == list(MLQA_LANGS)
+    assert flags[-1] == "--fp16" and config.langs == MLQA_LANGS
     assert sorted(MLQA_LANGS) == ["ar", "de", "en", "es", "hi", "vi", "zh"]
     with pytest.raises(SystemExit):
         parse_args(["ckpt.pt", "--squad-train", "t.json", "--mlqa", "M", "--out", "o", "--langs", "en,fr"])

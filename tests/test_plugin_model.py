@@ -1,4 +1,4 @@
-"""The xlmr_sdpa model: XLM-R sizes, parity with stock RobertaModel, SDPA, bf16 and optimizer."""
+"""The xlmr_roberta model: XLM-R shapes, parity with stock RobertaModel, SDPA, bf16 and optimizer."""
 import argparse
 from types import SimpleNamespace
 
@@ -17,7 +17,7 @@ from fairseq.optim.adam import Adam, FairseqAdamConfig
 import xlmr_plugin  # noqa: F401
 from xlmr_plugin.patches.bf16_on_gpu import bf16_without_tpu
 from xlmr_plugin.criterions.xlmr_masked_lm import XLMRMaskedLmLoss
-from xlmr_plugin.models.xlmr_sdpa import XLMRSdpaModel
+from xlmr_plugin.models.xlmr_roberta import XLMRRobertaModel
 from xlmr_plugin.optim.fused_adamw import FusedAdamW
 
 XLMR_VOCAB = 250_002
@@ -96,7 +96,7 @@ def tiny_pair():
     torch.manual_seed(0)
     ours = build("xlmr_tiny", task, **dims)
     stock = build("roberta_base", task, **dims)
-    assert type(stock) is RobertaModel and type(ours) is XLMRSdpaModel
+    assert type(stock) is RobertaModel and type(ours) is XLMRRobertaModel
     stock.load_state_dict(ours.state_dict(), strict=True)  # same keys and shapes
     return stock.eval(), ours.eval()
 
@@ -131,6 +131,27 @@ def test_gradients_match_stock_roberta(tiny_pair):
         F.cross_entropy(logits.view(-1, 300), tokens.view(-1), ignore_index=1).backward()
         grads.append(model.encoder.sentence_encoder.layers[0].self_attn.q_proj.weight.grad.clone())
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+@pytest.mark.parametrize("checkpoint_activations", [False, True])
+def test_attention_impl_is_chosen_while_building(checkpoint_activations):
+    """Each layer is built with its attention class; the same seed gives the same weights
+    under both kernels, and --checkpoint-activations still wraps every SDPA layer."""
+    from fairseq.modules import MultiheadAttention
+
+    from xlmr_plugin.modules.sdpa_multihead_attention import SDPAMultiheadAttention
+
+    task = fake_task(300)
+    models = {}
+    for impl in ("sdpa", "fairseq"):
+        torch.manual_seed(0)
+        models[impl] = build("xlmr_tiny", task, attention_impl=impl, checkpoint_activations=checkpoint_activations)
+    for impl, attention in (("sdpa", SDPAMultiheadAttention), ("fairseq", MultiheadAttention)):
+        layers = models[impl].encoder.sentence_encoder.layers
+        assert [type(layer.self_attn) for layer in layers] == [attention, attention]
+        assert all(hasattr(layer, "precheckpoint_forward") == checkpoint_activations for layer in layers)
+    sdpa, plain = (models[impl].state_dict() for impl in ("sdpa", "fairseq"))
+    assert sdpa.keys() == plain.keys() and all(torch.equal(sdpa[k], plain[k]) for k in sdpa)
 
 
 def test_sdpa_gets_no_mask_without_padding(tiny_pair, monkeypatch):

@@ -6,7 +6,8 @@ import torch
 from plugin_utils import TINY, fairseq_cli, json_records
 from probe_utils import make_release_dir, probe_model, run_tool
 from xlmr_plugin import XLMR
-from xlmr_plugin.models.xlmr_sdpa import SIZES, XLMRSdpaModel
+from xlmr_plugin.models.shapes import SHAPES
+from xlmr_plugin.models.xlmr_roberta import XLMRRobertaModel
 from xlmr_plugin.interop.release_import import plugin_architecture
 
 
@@ -27,7 +28,7 @@ def test_release_loads_into_plugin_architecture_with_the_same_outputs(trained, r
     assert any(key.startswith("decoder.sentence_encoder.emb_layer_norm") for key in state["model"])
 
     imported = XLMR.from_pretrained(release)  # model.pt, dict.txt, sentencepiece.bpe.model
-    assert isinstance(imported.model, XLMRSdpaModel) and imported.cfg.model.arch == "xlmr_tiny"
+    assert isinstance(imported.model, XLMRRobertaModel) and imported.cfg.model.arch == "xlmr_tiny"
     dest, ckpt = trained
     original = XLMR.from_pretrained(ckpt.parent, ckpt.name)
     text = "Der Fluss <mask> durch die Stadt."
@@ -59,7 +60,7 @@ def test_unknown_shape_names_the_fields(trained, release):
         plugin_architecture(cfg)
     assert plugin_architecture(type("Cfg", (), dict(
         encoder_layers=12, encoder_embed_dim=768, encoder_attention_heads=12, encoder_ffn_embed_dim=3072))) == "xlmr_base"
-    assert len(SIZES) == len(set(SIZES.values())), "two archs of one shape would make the import ambiguous"
+    assert len(SHAPES) == len(set(SHAPES.values())), "two archs of one shape would make the import ambiguous"
 
 
 def test_release_continues_pretraining_with_restore_file(trained, release, tmp_path):

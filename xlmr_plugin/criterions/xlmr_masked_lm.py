@@ -11,6 +11,7 @@ from fairseq.logging import metrics
 from fairseq.utils import safe_getattr
 
 from xlmr_plugin.modules.linear_cross_entropy import linear_cross_entropy
+from xlmr_plugin.modules.lm_head import lm_head_features
 
 LANG_LOSS = "lang_loss:"
 LANG_SIZE = "lang_size:"
@@ -80,11 +81,11 @@ class XLMRMaskedLmLoss(MaskedLmLoss):
         return loss, sample_size, logging_output
 
     def _fused_loss(self, model, sample: Dict[str, Any], masked: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """RobertaLMHead's maths (dense, activation, LayerNorm, tied projection + bias) with
-        the projection fused into the cross entropy (modules/linear_cross_entropy.py)."""
+        """RobertaLMHead's maths with its projection (tied weight + bias) fused into the
+        cross entropy (modules/linear_cross_entropy.py)."""
         features = model(**sample["net_input"], features_only=True)[0]  # B x T x C
         head = model.encoder.lm_head
-        x = head.layer_norm(head.activation_fn(head.dense(features[masked])))  # N x C
+        x = lm_head_features(head, features[masked])  # N x C
         targets = model.get_targets(sample, None)[masked]  # N
         return linear_cross_entropy(
             x, head.weight, head.bias, targets, ignore_index=self.padding_idx,

@@ -19,7 +19,7 @@ from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 from fairseq.logging import metrics
 
-from xlmr_plugin.evaluation.ner_metrics import chunks
+from xlmr_plugin.evaluation.ner_metrics import chunks, precision_recall_f1
 
 
 @dataclass
@@ -89,21 +89,15 @@ class XLMRNERCriterion(FairseqCriterion):
         if logging_outputs and "n_gold" in logging_outputs[0]:
             for key in ("n_gold", "n_pred", "n_correct"):
                 metrics.log_scalar_sum("_" + key, total(key))
-            metrics.log_derived("precision", lambda m: _percent(m["_n_correct"].sum, m["_n_pred"].sum))
-            metrics.log_derived("recall", lambda m: _percent(m["_n_correct"].sum, m["_n_gold"].sum))
-            metrics.log_derived("f1", lambda m: _f1(m["_n_correct"].sum, m["_n_pred"].sum, m["_n_gold"].sum))
+            for name in ("precision", "recall", "f1"):
+                metrics.log_derived(name, lambda m, name=name: _entity_score(m, name))
 
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:
         return True
 
 
-def _percent(part: float, whole: float) -> float:
-    return round(100.0 * part / whole, 2) if whole else 0.0
-
-
-def _f1(correct: float, predicted: float, gold: float) -> float:
-    """conlleval's F1: 2PR / (P + R), 0 when either is 0."""
-    precision = 100.0 * correct / predicted if predicted else 0.0
-    recall = 100.0 * correct / gold if gold else 0.0
-    return round(2 * precision * recall / (precision + recall), 2) if precision + recall else 0.0
+def _entity_score(meters, name: str) -> float:
+    """One of the entity scores from the summed counts, to two decimals as fairseq logs it."""
+    scores = precision_recall_f1(meters["_n_correct"].sum, meters["_n_pred"].sum, meters["_n_gold"].sum)
+    return round(scores[name], 2)

@@ -12,20 +12,31 @@ from typing import Optional
 import numpy as np
 import torch
 
+from xlmr_plugin.interop.hf_conversion import (
+    ConversionError,
+    Sizes,
+    check_xlmr_dictionary,
+    fairseq_to_hf,
+    hf_to_fairseq,
+    sizes,
+)
+from xlmr_plugin.storage import layout
 from xlmr_plugin.storage.atomic import publish_directory
-from xlmr_plugin.interop.hf_conversion import ConversionError, check_xlmr_dictionary, fairseq_to_hf, hf_to_fairseq, sizes
 
 logger = logging.getLogger(__name__)
 
 PLUGIN_DIR = Path(__file__).resolve().parents[1]
-SPM_NAMES = ("spm.model", "sentencepiece.bpe.model")  # xlmr-prepare's, the release's
 
 
 def _vocabulary(data: Path) -> tuple[Path, Path]:
-    for name in SPM_NAMES:
-        if (data / name).exists() and (data / "dict.txt").exists():
-            return data / name, data / "dict.txt"
-    raise ConversionError(f"{data}: needs dict.txt and one of {', '.join(SPM_NAMES)}")
+    """The SentencePiece model and dict.txt of a data folder (a DEST: its spm.model first)."""
+    needs = f"{data}: needs {layout.DICT} and one of {', '.join(layout.SPM_NAMES)}"
+    if not (data / layout.DICT).exists():
+        raise ConversionError(needs)
+    try:
+        return layout.find_spm(data), data / layout.DICT
+    except FileNotFoundError:
+        raise ConversionError(needs) from None
 
 
 def _transformers():
@@ -52,12 +63,12 @@ def export_hf(checkpoint: Path, out: Path, data: Optional[Path] = None) -> None:
     state = checkpoint_utils.load_checkpoint_to_cpu(str(checkpoint))
     model_cfg, task_cfg = state["cfg"]["model"], state["cfg"]["task"]
     spm_model, dict_path = _vocabulary(Path(data) if data else Path(task_cfg.data))
-    shape = sizes(state["model"])
-    check_xlmr_dictionary(spm_model, dict_path, shape["vocab"])
+    found = sizes(state["model"], heads=model_cfg.encoder_attention_heads)
+    check_xlmr_dictionary(spm_model, dict_path, found.vocab)
     config = XLMRobertaConfig(
-        vocab_size=shape["vocab"], hidden_size=shape["width"], num_hidden_layers=shape["layers"],
-        num_attention_heads=model_cfg.encoder_attention_heads, intermediate_size=shape["ffn"],
-        max_position_embeddings=shape["positions"], type_vocab_size=1, layer_norm_eps=1e-5,
+        vocab_size=found.vocab, hidden_size=found.shape.width, num_hidden_layers=found.shape.layers,
+        num_attention_heads=found.shape.heads, intermediate_size=found.shape.ffn,
+        max_position_embeddings=found.positions, type_vocab_size=1, layer_norm_eps=1e-5,
         hidden_act=model_cfg.activation_fn, hidden_dropout_prob=model_cfg.dropout,
         attention_probs_dropout_prob=model_cfg.attention_dropout,
         pad_token_id=1, bos_token_id=0, eos_token_id=2, architectures=["XLMRobertaForMaskedLM"],
@@ -70,22 +81,20 @@ def export_hf(checkpoint: Path, out: Path, data: Optional[Path] = None) -> None:
     tmp = out.with_name(f".{out.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
-    shutil.copyfile(spm_model, tmp / "sentencepiece.bpe.model")
-    shutil.copyfile(dict_path, tmp / "dict.txt")  # keeps the piece counts for the way back
+    shutil.copyfile(spm_model, tmp / layout.RELEASE_SPM_MODEL)
+    shutil.copyfile(dict_path, tmp / layout.DICT)  # keeps the piece counts for the way back
     transformers.XLMRobertaTokenizer.from_pretrained(tmp).save_pretrained(tmp)
     publish_directory(tmp, out)
 
 
-def _release_cfg(shape: dict, heads: int, config) -> object:
+def _release_cfg(found: Sizes, config) -> object:
     """The training config a release checkpoint carries: the plugin's task and model."""
     from fairseq import options
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
     argv = [
         ".", "--user-dir", str(PLUGIN_DIR), "--task", "xlmr_mlm", "--criterion", "xlmr_masked_lm",
-        "--arch", "xlmr_base", "--encoder-layers", str(shape["layers"]),
-        "--encoder-embed-dim", str(shape["width"]), "--encoder-ffn-embed-dim", str(shape["ffn"]),
-        "--encoder-attention-heads", str(heads), "--max-positions", str(shape["positions"] - 2),
+        "--arch", "xlmr_base", *found.shape.model_args(), "--max-positions", str(found.positions - 2),
         "--activation-fn", config.hidden_act, "--dropout", str(config.hidden_dropout_prob),
         "--attention-dropout", str(config.attention_probs_dropout_prob),
     ]
@@ -95,36 +104,34 @@ def _release_cfg(shape: dict, heads: int, config) -> object:
 def import_hf(hf_dir: Path, out: Path) -> None:
     """An XLMRobertaForMaskedLM directory -> the XLM-R release layout
     (model.pt, dict.txt, sentencepiece.bpe.model) for `--restore-file` and probing."""
-    from xlmr.preprocess.vocabulary import write_dictionary
-
     XLMRobertaForMaskedLM = _transformers().XLMRobertaForMaskedLM
 
-    spm_model = hf_dir / "sentencepiece.bpe.model"
+    spm_model = hf_dir / layout.RELEASE_SPM_MODEL
     if not spm_model.exists():
-        raise ConversionError(f"{hf_dir}: no sentencepiece.bpe.model (XLM-R directories ship one)")
+        raise ConversionError(f"{hf_dir}: no {layout.RELEASE_SPM_MODEL} (XLM-R directories ship one)")
     model = XLMRobertaForMaskedLM.from_pretrained(hf_dir)
     if model.config.model_type != "xlm-roberta":
         raise ConversionError(f"{hf_dir}: model_type {model.config.model_type}, expected xlm-roberta")
     weights = hf_to_fairseq({k: v.detach().clone() for k, v in model.state_dict().items()})
-    shape = sizes(weights)
+    found = sizes(weights, heads=model.config.num_attention_heads)
     tmp = out.with_name(f".{out.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    shutil.copyfile(spm_model, tmp / "sentencepiece.bpe.model")
-    if (hf_dir / "dict.txt").exists():
-        shutil.copyfile(hf_dir / "dict.txt", tmp / "dict.txt")
+    shutil.copyfile(spm_model, tmp / layout.RELEASE_SPM_MODEL)
+    if (hf_dir / layout.DICT).exists():
+        shutil.copyfile(hf_dir / layout.DICT, tmp / layout.DICT)
     else:  # HF keeps no piece counts: all 1, so --freq-weighted-replacement draws uniformly
-        write_dictionary(spm_model, np.ones(shape["vocab"], dtype=np.int64), tmp / "dict.txt")
-    check_xlmr_dictionary(tmp / "sentencepiece.bpe.model", tmp / "dict.txt", shape["vocab"])
+        layout.write_dictionary(spm_model, np.ones(found.vocab, dtype=np.int64), tmp / layout.DICT)
+    check_xlmr_dictionary(tmp / layout.RELEASE_SPM_MODEL, tmp / layout.DICT, found.vocab)
     checkpoint = {
-        "cfg": _release_cfg(shape, model.config.num_attention_heads, model.config),
+        "cfg": _release_cfg(found, model.config),
         "model": weights,
         "optimizer_history": [{"criterion_name": "XLMRMaskedLMLoss", "optimizer_name": "none",
                                "lr_scheduler_state": {"best": None}, "num_updates": 0}],
         "extra_state": {},
         "last_optimizer_state": None,
     }
-    torch.save(checkpoint, tmp / "model.pt")
+    torch.save(checkpoint, tmp / layout.RELEASE_MODEL)
     publish_directory(tmp, out)
 
 

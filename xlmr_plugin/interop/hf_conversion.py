@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict
 
 import sentencepiece as spm
 import torch
+
+from xlmr_plugin.models.shapes import Shape
 
 logger = logging.getLogger(__name__)
 
@@ -96,17 +98,28 @@ def hf_to_fairseq(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     return out
 
 
-def sizes(state: Dict[str, torch.Tensor]) -> dict:
-    """Layers, width, FFN, vocabulary and positions, read off the tensors' shapes."""
+@dataclass(frozen=True)
+class Sizes:
+    """A fairseq state dict's encoder shape, vocabulary and position rows."""
+
+    shape: Shape
+    vocab: int
+    positions: int  # rows of the position embedding: learned positions + fairseq's padding offset
+
+
+def sizes(state: Dict[str, torch.Tensor], heads: int) -> Sizes:
+    """The sizes read off the tensors' shapes; ``heads`` from the model's config, since
+    splitting the attention into heads leaves no trace in the tensors."""
     embed = state[FS + "embed_tokens.weight"]
     layers = {int(m.group(1)) for k in state if (m := _LAYER_KEY.match(k))}
-    return {
-        "layers": len(layers),
-        "width": embed.shape[1],
-        "vocab": embed.shape[0],
-        "ffn": state[FS + "layers.0.fc1.weight"].shape[0],
-        "positions": state[FS + "embed_positions.weight"].shape[0],
-    }
+    shape = Shape(
+        layers=len(layers),
+        width=embed.shape[1],
+        heads=heads,
+        ffn=state[FS + "layers.0.fc1.weight"].shape[0],
+        prenorm=FS + "layer_norm.weight" in state,  # the final LayerNorm of pre-norm encoders
+    )
+    return Sizes(shape, vocab=embed.shape[0], positions=state[FS + "embed_positions.weight"].shape[0])
 
 
 def check_xlmr_dictionary(spm_model: Path, dict_path: Path, vocab: int) -> None:

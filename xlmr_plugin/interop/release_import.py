@@ -6,26 +6,27 @@ stock ``roberta_base`` / ``roberta_large`` with task ``multilingual_masked_lm``,
 state-dict keys under ``decoder.`` with ``emb_layer_norm``. fairseq's own loaders
 already turn ``args`` into a config and rename the keys (``RobertaModel
 .upgrade_state_dict_named``); what they cannot know is that the same weights are one of
-our ``xlmr_*`` sizes. :func:`use_plugin_architecture` rewrites the model config to the
-``xlmr_sdpa`` architecture of the same shape, so ``XLMR.from_pretrained`` builds the
+our ``xlmr_*`` shapes. :func:`use_plugin_architecture` rewrites the model config to the
+``xlmr_roberta`` architecture of the same shape, so ``XLMR.from_pretrained`` builds the
 plugin's model. Continuing pretraining needs nothing from here: ``fairseq-train
 --arch xlmr_base --restore-file RELEASE/model.pt --reset-optimizer ...`` builds the
 model from the command line and loads the weights through the same upgrade.
 """
 import logging
 from contextlib import nullcontext
+from dataclasses import astuple
 from typing import Any, Dict
 
 from omegaconf import OmegaConf, open_dict
 
-from xlmr_plugin.models.xlmr_sdpa import SIZES, Size
+from xlmr_plugin.models.shapes import SHAPES, Shape
 
 logger = logging.getLogger(__name__)
 
 
-def checkpoint_size(model_cfg: Any) -> Size:
-    """The shape a checkpoint's model config describes, in the terms of ``SIZES``."""
-    return Size(
+def checkpoint_size(model_cfg: Any) -> Shape:
+    """The shape a checkpoint's model config describes, in the terms of ``SHAPES``."""
+    return Shape(
         layers=int(model_cfg.encoder_layers),
         width=int(model_cfg.encoder_embed_dim),
         heads=int(model_cfg.encoder_attention_heads),
@@ -37,9 +38,9 @@ def checkpoint_size(model_cfg: Any) -> Size:
 def plugin_architecture(model_cfg: Any) -> str:
     """The ``xlmr_*`` architecture with the checkpoint's layers, width, heads, FFN and norm."""
     size = checkpoint_size(model_cfg)
-    matches = [name for name, known in SIZES.items() if known == size]
+    matches = [name for name, known in SHAPES.items() if known == size]
     if not matches:
-        known = ", ".join(f"{name}={tuple(s)}" for name, s in SIZES.items())
+        known = ", ".join(f"{name}={astuple(s)}" for name, s in SHAPES.items())
         raise ValueError(
             f"no xlmr_* architecture has encoder_layers={size.layers}, encoder_embed_dim={size.width}, "
             f"encoder_attention_heads={size.heads}, encoder_ffn_embed_dim={size.ffn}, "
@@ -49,7 +50,7 @@ def plugin_architecture(model_cfg: Any) -> str:
 
 
 def use_plugin_architecture(cfg: Dict[str, Any]) -> str:
-    """Point ``cfg.model`` (a loaded checkpoint's config) at ``xlmr_sdpa``; return the arch.
+    """Point ``cfg.model`` (a loaded checkpoint's config) at ``xlmr_roberta``; return the arch.
 
     A checkpoint already of the plugin is left as it is. fairseq builds a legacy model
     from ``_name`` (falling back to ``arch``), and the arch functions only fill in what
@@ -57,7 +58,7 @@ def use_plugin_architecture(cfg: Dict[str, Any]) -> str:
     """
     model_cfg = cfg["model"]
     arch = getattr(model_cfg, "arch", None)
-    if arch in SIZES:
+    if arch in SHAPES:
         return arch
     new_arch = plugin_architecture(model_cfg)
     # a Namespace for fairseq's legacy (argparse) models, a DictConfig otherwise
@@ -65,5 +66,5 @@ def use_plugin_architecture(cfg: Dict[str, Any]) -> str:
         model_cfg._name = new_arch
         model_cfg.arch = new_arch
         model_cfg.attention_impl = "sdpa"
-    logger.info("checkpoint of arch %s loads as xlmr_sdpa / %s", arch, new_arch)
+    logger.info("checkpoint of arch %s loads as xlmr_roberta / %s", arch, new_arch)
     return new_arch

@@ -1,11 +1,11 @@
-"""Speed levers of the ``xlmr_sdpa`` model, each a named function applied outside the model
-definition, in this order (torchtitan style):
+"""Speed levers of the ``xlmr_roberta`` model, each a named switch outside the model
+definition, applied in this order (torchtitan style):
 
 1. ``--checkpoint-activations`` (fairseq's own flag, applied while fairseq builds the
    encoder): recompute each layer in backward, for larger batches.
-2. ``--attention-impl sdpa`` (``modules.sdpa_multihead_attention.use_sdpa_attention``):
-   torch's scaled_dot_product_attention; no mask when a batch has no padding, so full
-   blocks take the flash kernel.
+2. ``--attention-impl sdpa`` (the model's encoder builds
+   ``modules.sdpa_transformer_encoder``): torch's scaled_dot_product_attention; no mask
+   when a batch has no padding, so full blocks take the flash kernel.
 3. ``--fuse-qkv`` (:func:`fuse_qkv`): one matmul for queries, keys and values.
 4. ``--vocab-pad-multiple N`` (:func:`pad_vocab`): the output projection runs on the
    vocabulary padded to a multiple of N rows; logits and loss keep the true size.
@@ -28,6 +28,7 @@ from fairseq.models.roberta.model import RobertaLMHead
 from fairseq.modules.transformer_layer import TransformerEncoderLayerBase
 from torch import Tensor, nn
 
+from xlmr_plugin.modules.lm_head import lm_head_features
 from xlmr_plugin.modules.sdpa_multihead_attention import SDPAMultiheadAttention
 
 logger = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ class PaddedVocabLMHead(RobertaLMHead):
     def forward(self, features: Tensor, masked_tokens=None, **kwargs) -> Tensor:
         if masked_tokens is not None:
             features = features[masked_tokens, :]
-        x = self.layer_norm(self.activation_fn(self.dense(features)))
+        x = lm_head_features(self, features)
         vocab = self.weight.size(0)
         pad = (-vocab) % self.vocab_pad_multiple
         logits = F.linear(x, F.pad(self.weight, (0, 0, 0, pad)), F.pad(self.bias, (0, pad)))

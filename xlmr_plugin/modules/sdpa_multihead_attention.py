@@ -3,15 +3,12 @@
 Same parameters and maths as fairseq's MultiheadAttention; on GPU torch then picks the
 flash or memory-efficient kernel, which never materialises the T x T attention matrix.
 """
-import logging
 from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from fairseq.modules import MultiheadAttention
-from torch import Tensor, nn
-
-logger = logging.getLogger(__name__)
+from torch import Tensor
 
 
 class SDPAMultiheadAttention(MultiheadAttention):
@@ -67,18 +64,3 @@ class SDPAMultiheadAttention(MultiheadAttention):
 
         return split_heads(self.q_proj(query)), split_heads(self.k_proj(query)), split_heads(self.v_proj(query))
 
-
-def use_sdpa_attention(model: nn.Module) -> int:
-    """Switch every fairseq MultiheadAttention in ``model`` to the SDPA path, in place.
-
-    SDPAMultiheadAttention adds no state, so changing the class keeps parameters,
-    state-dict keys and any wrappers (activation checkpointing, FSDP) untouched.
-    Returns how many modules were switched.
-    """
-    switched = 0
-    for module in model.modules():
-        if type(module) is MultiheadAttention:
-            module.__class__ = SDPAMultiheadAttention
-            switched += 1
-    logger.info("attention: scaled_dot_product_attention in %d modules", switched)
-    return switched

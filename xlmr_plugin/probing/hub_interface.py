@@ -21,14 +21,15 @@ from fairseq.models.roberta import RobertaHubInterface
 from fairseq.tasks.masked_lm import MaskedLMConfig, MaskedLMTask
 from omegaconf import open_dict
 
+from xlmr_plugin.evaluation.pooling import mean_over_tokens
+from xlmr_plugin.interop.release_import import use_plugin_architecture
 from xlmr_plugin.probing.fill_mask_generator import FillMaskGenerator
 from xlmr_plugin.probing.masked_text import encode_masked, fill_text, filler_surface
-from xlmr_plugin.interop.release_import import use_plugin_architecture
+from xlmr_plugin.storage import layout
 
 logger = logging.getLogger(__name__)
 
 Texts = Union[str, Sequence[str]]
-SPM_NAMES = ("sentencepiece.bpe.model", "spm.model")  # release layout, xlmr-prepare's DEST
 
 
 class Filled(NamedTuple):
@@ -47,7 +48,7 @@ class XLMR(RobertaHubInterface):
     def from_pretrained(
         cls,
         model_dir: Union[str, Path],
-        checkpoint_file: str = "model.pt",
+        checkpoint_file: str = layout.RELEASE_MODEL,
         data_dir: Optional[Union[str, Path]] = None,
         sentencepiece_model: Optional[Union[str, Path]] = None,
     ) -> "XLMR":
@@ -68,13 +69,14 @@ class XLMR(RobertaHubInterface):
             state["cfg"] = convert_namespace_to_omegaconf(state["args"])
             state["args"] = None  # else fairseq would rebuild cfg from args, undoing the next line
         use_plugin_architecture(state["cfg"])
-        data = Path(data_dir) if data_dir else _dictionary_dir(model_dir, state["cfg"])
-        spm = Path(sentencepiece_model) if sentencepiece_model else _find_spm(model_dir, data)
+        data = Path(data_dir) if data_dir else layout.dictionary_dir(model_dir, state["cfg"].task)
+        spm = (Path(sentencepiece_model) if sentencepiece_model
+               else layout.find_spm(model_dir, data, names=layout.RELEASE_SPM_NAMES))
         task = MaskedLMTask.setup_task(MaskedLMConfig(data=str(data)))
         [model], cfg, task = checkpoint_utils.load_model_ensemble_and_task([path], task=task, state=state)
         with open_dict(cfg):
             cfg.bpe = {"_name": "sentencepiece", "sentencepiece_model": str(spm)}
-        logger.info("loaded %s (%s) with %s and %s", path, cfg.model.arch, data / "dict.txt", spm)
+        logger.info("loaded %s (%s) with %s and %s", path, cfg.model.arch, data / layout.DICT, spm)
         return cls(cfg, task, model).eval()
 
     def encode(self, sentence: str, *addl_sentences: str, no_separator: bool = False) -> torch.LongTensor:
@@ -138,9 +140,7 @@ class XLMR(RobertaHubInterface):
         with torch.no_grad():
             for start in range(0, len(texts), batch_size):
                 tokens = self.encode_batch(texts[start : start + batch_size]).to(self.device)
-                features = self.extract_features(tokens, layer=layer)  # B x T x C
-                keep = tokens.ne(pad).unsqueeze(-1).type_as(features)  # B x T x 1
-                pooled.append((features * keep).sum(dim=1) / keep.sum(dim=1))
+                pooled.append(mean_over_tokens(self.extract_features(tokens, layer=layer), tokens, pad))
         return torch.cat(pooled)
 
     def encode_line(self, text: str) -> torch.LongTensor:
@@ -153,22 +153,3 @@ class XLMR(RobertaHubInterface):
         surfaces = tuple((" " if p.startswith("\u2581") else "") + filler_surface(p) for p in pieces)
         return Filled(fill_text(text, pieces), math.exp(hypo["score"]), surfaces, probs)
 
-
-def _dictionary_dir(model_dir: Path, cfg) -> Path:
-    """``model_dir`` if it holds dict.txt (release layout), else the checkpoint's data folder."""
-    if (model_dir / "dict.txt").is_file():
-        return model_dir
-    data = Path(str(cfg.task.data).split(":")[0]) if cfg.task.get("data") else None
-    if data is None or not (data / "dict.txt").is_file():
-        raise FileNotFoundError(
-            f"no dict.txt in {model_dir} nor in the checkpoint's data folder {data}: pass data_dir"
-        )
-    return data
-
-
-def _find_spm(*dirs: Path) -> Path:
-    for directory in dirs:
-        for name in SPM_NAMES:
-            if (directory / name).is_file():
-                return directory / name
-    raise FileNotFoundError(f"no {' or '.join(SPM_NAMES)} in {', '.join(map(str, dirs))}: pass sentencepiece_model")

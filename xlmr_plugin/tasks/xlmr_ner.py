@@ -22,6 +22,7 @@ from omegaconf import II, MISSING
 
 from xlmr_plugin.data.token_target_dataset import token_target_dataset
 from xlmr_plugin.modules.token_classification_head import TokenClassificationHead
+from xlmr_plugin.storage import layout
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class XLMRNERTask(FairseqTask):
 
     @classmethod
     def setup_task(cls, cfg: XLMRNERConfig, **kwargs) -> "XLMRNERTask":
-        paths = [os.path.join(cfg.data, name, "dict.txt") for name in ("input0", "label")]
+        paths = [os.path.join(cfg.data, name, layout.DICT) for name in ("input0", "label")]
         for path in paths:
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"--data {cfg.data}: no {path} (binarize the CoNLL files with xlmr-ner)")
@@ -95,11 +96,7 @@ class XLMRNERTask(FairseqTask):
 
     def build_model(self, cfg, from_checkpoint: bool = False):
         model = super().build_model(cfg, from_checkpoint)
-        args = model.args
-        model.classification_heads[self.cfg.classification_head_name] = TokenClassificationHead(
-            input_dim=args.encoder_embed_dim, inner_dim=args.encoder_embed_dim, num_classes=len(self.tags),
-            activation_fn=args.pooler_activation_fn, pooler_dropout=args.pooler_dropout,
-        )
+        model.classification_heads[self.cfg.classification_head_name] = TokenClassificationHead.for_encoder(model.args, len(self.tags))
         return model
 
     @torch.no_grad()

@@ -3,9 +3,9 @@
 Reads what ``xlmr.downstream.qa_features.write_qa_split`` writes: ``dict.txt``,
 ``input/<split>`` (one window ``<s> question </s></s> context </s>`` per item) and
 ``target/<split>`` (start and end token of the answer in that window, 0 = <s> where the
-window lacks it). The model gets a SpanPredictionHead; the criterion ``xlmr_squad``
-trains it. Prediction back to answer texts reads ``<split>.windows.json`` (see
-``xlmr-mlqa``).
+window lacks it). The model gets a TokenClassificationHead of two classes (start, end);
+the criterion ``xlmr_squad`` trains it. Prediction back to answer texts reads
+``<split>.windows.json`` (see ``xlmr-mlqa``).
 """
 import logging
 import os
@@ -18,7 +18,8 @@ from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II
 
 from xlmr_plugin.data.token_target_dataset import token_target_dataset
-from xlmr_plugin.modules.span_prediction_head import SpanPredictionHead
+from xlmr_plugin.modules.token_classification_head import TokenClassificationHead
+from xlmr_plugin.storage import layout
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class XLMRSquadTask(FairseqTask):
 
     @classmethod
     def setup_task(cls, cfg: XLMRSquadConfig, **kwargs) -> "XLMRSquadTask":
-        path = os.path.join(cfg.data, "dict.txt")
+        path = os.path.join(cfg.data, layout.DICT)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"no dict.txt in {cfg.data} (write it with xlmr-mlqa's binarization)")
         dictionary = Dictionary.load(path)
@@ -64,10 +65,7 @@ class XLMRSquadTask(FairseqTask):
 
     def build_model(self, cfg, from_checkpoint: bool = False):
         model = super().build_model(cfg, from_checkpoint)
-        args = model.args
-        model.classification_heads[self.cfg.head_name] = SpanPredictionHead(
-            args.encoder_embed_dim, args.encoder_embed_dim, args.pooler_activation_fn, args.pooler_dropout
-        )
+        model.classification_heads[self.cfg.head_name] = TokenClassificationHead.for_encoder(model.args, 2)  # start, end logits
         return model
 
     @property
