@@ -27,25 +27,19 @@ $(VENV)/.installed: setup.py
 	$(BIN)/python -c "import torchaudio" 2>/dev/null || $(BIN)/python -m pip uninstall -q -y torchaudio
 	touch $@
 
-# A small post-norm XLM-R (2 layers, width 128) that trains in minutes on two CPU cores;
-# a rerun resumes from checkpoint_last.pt and stops at once when it is done.
-DEMO_UPDATES ?= 2000
-DEMO_TRAIN = --user-dir xlmr_plugin --task xlmr_mlm --criterion xlmr_masked_lm --arch xlmr_tiny \
-  --encoder-embed-dim 128 --encoder-ffn-embed-dim 512 --encoder-attention-heads 4 \
-  --dropout 0.0 --attention-dropout 0.0 --tokens-per-sample 64 --batch-size 64 \
-  --optimizer fused_adamw --adam-betas '(0.9,0.98)' --adam-eps 1e-6 --weight-decay 0.01 \
-  --lr 3e-3 --lr-scheduler polynomial_decay --warmup-updates 100 \
-  --total-num-update $(DEMO_UPDATES) --max-update $(DEMO_UPDATES) \
-  --validate-interval-updates 500 --save-interval-updates 500 --keep-interval-updates 1 \
-  --best-checkpoint-metric loss_lang_mean --no-epoch-checkpoints \
-  --log-format simple --log-interval 100 --cpu --num-workers 0
+# The demo recipe of xlmr_plugin/recipes.py (`xlmr-recipe demo`): a small post-norm XLM-R
+# (2 layers, width 128) that trains in minutes on two CPU cores; DEMO_UPDATES replaces its
+# 2000 updates. A rerun resumes from checkpoint_last.pt and stops at once when it is done.
+DEMO_UPDATES ?=
+DEMO_TRAIN = $(shell $(BIN)/xlmr-recipe demo $(if $(DEMO_UPDATES),--updates $(DEMO_UPDATES)))
 DEMO_PROBE = This option <mask> the output.\nDiese Option <mask> die Ausgabe.\nCette option <mask> la sortie.\n
 
 demo: setup
 	@if [ -z "$(CORPUS)" ]; then $(BIN)/python examples/demo_corpus.py $(DEMO)/corpus; fi
 	$(BIN)/xlmr-prepare $(if $(CORPUS),$(CORPUS),$(DEMO)/corpus) $(DEMO)/data \
 	  --vocab-size $(VOCAB) --workers $(WORKERS)
-	$(BIN)/fairseq-train $(DEMO)/data $(DEMO_TRAIN) --save-dir $(DEMO)/checkpoints 2>&1 \
+	$(BIN)/fairseq-train $(DEMO)/data $(or $(DEMO_TRAIN),$(error xlmr-recipe demo printed nothing)) \
+	  --user-dir xlmr_plugin --save-dir $(DEMO)/checkpoints 2>&1 \
 	  | tee $(DEMO)/train.log | grep -E "language_resampling|\| (train_inner|valid) \||done training"
 	printf '$(DEMO_PROBE)' | $(BIN)/fairseq-interactive $(DEMO)/data --user-dir xlmr_plugin --task xlmr_mlm \
 	  --path $(DEMO)/checkpoints/checkpoint_best.pt --bpe sentencepiece \

@@ -18,15 +18,17 @@ fairseq-train options and a `run.json` that says what the run varies, so that
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional
 
-from xlmr.analysis.capacity import Shape, dictionary_size, encoder_parameters, scaled_shape, shape_for_parameters
-from xlmr.slurm import recipes
+from xlmr_plugin.models.shapes import SHAPES, Shape
+from xlmr_plugin.recipes import RECIPES
+from xlmr_plugin.storage.layout import DICT, dictionary_size, read_stats
+from xlmr.analysis.capacity import scaled_shape, shape_for_parameters
+from xlmr.slurm import arguments
 
 logger = logging.getLogger(__name__)
 
@@ -66,27 +68,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="vocab: more xlmr-prepare options, one string, e.g. '--langs en,de --valid-docs 20'")
 
 
-def read_stats(data: Path) -> dict[str, dict]:
-    """DATA/stats.tsv of xlmr-prepare: one row per language, numbers as floats."""
-    path = Path(data) / "stats.tsv"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no stats.tsv (is {data} an xlmr-prepare output?)")
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
-    return {row["lang"]: {k: float(v) for k, v in row.items() if k != "lang"} for row in rows}
-
-
 def base_shape(extra: list[str], preset: Optional[str]) -> tuple[str, Shape]:
-    """The architecture the runs start from: --arch (or the preset's) and any size flag in `extra`."""
-    from xlmr_plugin.models.xlmr_sdpa import SIZES  # imports fairseq: only when a study needs it
-
-    arch = recipes.flag_value(extra, "--arch") or (recipes.PRESETS[preset].arch if preset else None)
-    if arch not in SIZES:
-        raise ValueError(f"--arch {arch}: a study needs one of the xlmr_sdpa sizes {', '.join(SIZES)}")
-    size = SIZES[arch]
-    value = lambda flag, default: int(recipes.flag_value(extra, flag) or default)  # noqa: E731
-    return arch, Shape(value("--encoder-layers", size.layers), value("--encoder-embed-dim", size.width),
-                       value("--encoder-attention-heads", size.heads), value("--encoder-ffn-embed-dim", size.ffn))
+    """The architecture the runs start from: --arch (or the preset's), the preset's sizes, then
+    any size flag in `extra`."""
+    recipe = RECIPES[preset] if preset else None
+    arch = arguments.flag_value(extra, "--arch") or (recipe.arch if recipe else None)
+    if arch not in SHAPES:
+        raise ValueError(f"--arch {arch}: a study needs one of the xlmr_* shapes {', '.join(SHAPES)}")
+    shape = recipe.shape if recipe and recipe.shape and recipe.arch == arch else SHAPES[arch]
+    value = lambda flag, default: int(arguments.flag_value(extra, flag) or default)  # noqa: E731
+    return arch, replace(shape, layers=value("--encoder-layers", shape.layers),
+                         width=value("--encoder-embed-dim", shape.width),
+                         heads=value("--encoder-attention-heads", shape.heads),
+                         ffn=value("--encoder-ffn-embed-dim", shape.ffn))
 
 
 def _shape_options(shape: Shape) -> list[tuple[str, str]]:
@@ -121,7 +115,7 @@ def multilingual_runs(scaled: bool) -> Callable[[argparse.Namespace, list[str], 
             shape = scaled_shape(base, step) if scaled else base
             options = [("langs", ",".join(langs))] + (_shape_options(shape) if scaled else [])
             meta = {"x": len(langs), "core_langs": core, "width": shape.width, "arch": arch,
-                    "parameters": encoder_parameters(shape, dictionary_size(args.data))}
+                    "parameters": shape.parameters(dictionary_size(args.data))}
             result.append(StudyRun(f"langs={len(langs)}", args.data, options, meta))
         return result
 
@@ -133,7 +127,7 @@ def vocab_runs(args: argparse.Namespace, values: list[str], extra: list[str]) ->
     widths that keep the parameter count of the first vocabulary at the base width."""
     from xlmr.preprocess import prepare
 
-    if (Path(args.data) / "dict.txt").exists():
+    if (Path(args.data) / DICT).exists():
         raise ValueError(f"--study vocab prepares each vocabulary itself: DATA must be the raw corpus, "
                          f"not the prepared {args.data}")
     arch, base = base_shape(extra, args.preset)
@@ -149,13 +143,13 @@ def vocab_runs(args: argparse.Namespace, values: list[str], extra: list[str]) ->
         if prepare.main(argv) != 0:
             raise RuntimeError(f"xlmr-prepare failed for --vocab-size {size}: see its log above")
         prepared.append(dest)
-    target = encoder_parameters(base, dictionary_size(prepared[0]))
+    target = base.parameters(dictionary_size(prepared[0]))
     result = []
     for size, dest in zip(sizes, prepared):
         vocab = dictionary_size(dest)
         shape = base if dest == prepared[0] else shape_for_parameters(base, vocab, target)
         meta = {"x": size, "embeddings": vocab, "width": shape.width, "ffn": shape.ffn, "arch": arch,
-                "parameters": encoder_parameters(shape, vocab), "target_parameters": target}
+                "parameters": shape.parameters(vocab), "target_parameters": target}
         logger.info("vocabulary %d: width %d, FFN %d, %s parameters (target %s)", size, shape.width, shape.ffn,
                     f"{meta['parameters']:,}", f"{target:,}")
         result.append(StudyRun(f"vocab={size}", dest, _shape_options(shape), meta))

@@ -1,14 +1,14 @@
-"""stats.tsv and the summary table at the end of `xlmr-prepare`."""
+"""The rows of DEST/stats.tsv (written by `layout.write_stats`) and the summary table
+at the end of `xlmr-prepare`."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional, Sequence
 
-from xlmr_plugin.storage.atomic import atomic_path
 from xlmr.preprocess.binarize import LanguageStats
-from xlmr.preprocess.sampling import smoothed_probabilities
+from xlmr_plugin.data.language_resampling_dataset import smoothed_probabilities
+from xlmr_plugin.recipes import RECIPES
 
-PAPER_ALPHA = 0.3
+PAPER_ALPHA = RECIPES["base"].multilang_sampling_alpha
 
 
 def stats_rows(stats: Sequence[LanguageStats], alpha: float) -> list[dict]:
@@ -36,14 +36,6 @@ def stats_rows(stats: Sequence[LanguageStats], alpha: float) -> list[dict]:
             }
         )
     return rows
-
-
-def write_stats_tsv(rows: list[dict], out: Path) -> None:
-    columns = list(rows[0])
-    with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        f.write("\t".join(columns) + "\n")
-        for row in rows:
-            f.write("\t".join(_fmt(row[c], precision=6) for c in columns) + "\n")
 
 
 def summary_table(rows: list[dict], spm_lines: Optional[dict], status: dict) -> str:

@@ -24,6 +24,8 @@ import submitit
 logger = logging.getLogger(__name__)
 
 CPU_DISTRIBUTED = ["--cpu", "--distributed-backend", "gloo", "--ddp-backend", "legacy_ddp"]
+# what a GPU without bf16 trains in instead: the same 16 bits, with fairseq's loss scaling
+BF16_FALLBACK = {"--bf16": "--fp16", "--memory-efficient-bf16": "--memory-efficient-fp16"}
 
 
 def fairseq_train_command() -> list[str]:
@@ -60,6 +62,22 @@ def distributed_arguments(world_size: int, cpu: bool, env: dict) -> list[str]:
                    "--distributed-no-spawn"]
 
 
+def without_unsupported_bf16(argv: list[str], lacks_bf16: bool) -> list[str]:
+    """``argv`` with bf16 swapped for fp16 when this node's GPU has no bf16 (V100 and older):
+    the recipes ask for bf16 "where the hardware has it", and only the node knows."""
+    if not lacks_bf16 or not BF16_FALLBACK.keys() & set(argv):
+        return argv
+    logger.warning("this GPU has no bf16: training in fp16 instead (with loss scaling)")
+    return [BF16_FALLBACK.get(a, a) for a in argv]
+
+
+def gpu_lacks_bf16() -> bool:
+    """A CUDA GPU is present and cannot train in bf16."""
+    import torch  # on the compute node only: the submitting machine need not load it
+
+    return torch.cuda.is_available() and not torch.cuda.is_bf16_supported()
+
+
 def _ignore_usr2() -> None:
     # submitit's handler in the parent requeues on SIGUSR2; the trainer keeps training
     # until SLURM stops it, having written checkpoint_last.pt every --save-interval-updates
@@ -77,17 +95,19 @@ class FairseqTrainJob(submitit.helpers.Checkpointable):
         self.world_size = world_size
         self.log = Path(log)
 
-    def command(self, env: dict) -> list[str]:
+    def command(self, env: dict, lacks_bf16: bool) -> list[str]:
+        """This task's fairseq-train command; `lacks_bf16`: this node's GPU cannot train in bf16."""
         cpu = "--cpu" in self.argv
-        return fairseq_train_command() + self.argv + distributed_arguments(self.world_size, cpu, env)
+        argv = without_unsupported_bf16(self.argv, lacks_bf16)
+        return fairseq_train_command() + argv + distributed_arguments(self.world_size, cpu, env)
 
     def __call__(self) -> Path:
         job_id = os.environ.get("SLURM_JOB_ID")
         rank = int(os.environ.get("SLURM_PROCID", "0")) if job_id else 0
-        cmd = self.command(dict(os.environ))
+        logging.basicConfig(level=logging.INFO)
+        cmd = self.command(dict(os.environ), gpu_lacks_bf16())
         log = self.log if rank == 0 else self.log.with_name(f"{self.log.stem}.rank{rank}.log")
         log.parent.mkdir(parents=True, exist_ok=True)
-        logging.basicConfig(level=logging.INFO)
         logger.info("rank %d runs: %s", rank, " ".join(cmd))
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         with open(log, "a", encoding="utf-8") as out:

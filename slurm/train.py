@@ -1,9 +1,10 @@
 """`xlmr-train DATA --run-dir RUN`: submit fairseq-train over N nodes x G GPUs.
 
-One task per GPU; fp16 (or bf16) with the fused optimizer; `--preset base|large`
-gives the paper's recipe with `--update-freq` derived so that every update sees
-8192 sequences whatever the number of GPUs. Any other argument is passed to
-fairseq-train and wins over the preset. A job at its time limit or preempted is
+One task per GPU; `--preset NAME` trains a recipe of xlmr_plugin/recipes.py (the
+paper's base and large: bf16, which the job swaps for fp16 on a GPU without it), with
+`--update-freq` derived so that every update sees the recipe's total batch whatever
+the number of GPUs. Any other argument is passed to fairseq-train and wins over the
+preset. A job at its time limit or preempted is
 requeued and resumes from RUN/checkpoints/checkpoint_last.pt.
 
 RUN/train.log     fairseq's log (rank 0)      RUN/checkpoints/  fairseq's checkpoints
@@ -15,14 +16,20 @@ import argparse
 import importlib.util
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
+from xlmr_plugin.recipes import PRECISIONS, RECIPES, Recipe
+from xlmr.slurm import arguments, retrying_array, train_status
 from xlmr.slurm import executor as slurm_executor
-from xlmr.slurm import recipes, retrying_array, train_status
 from xlmr.slurm.fairseq_train_job import CPU_DISTRIBUTED, FairseqTrainJob
 
 logger = logging.getLogger("xlmr-train")
+
+# a run without --preset: fp16 on GPUs, and at most this many updates redone after a preemption
+DEFAULT_PRECISION = "fp16"
+DEFAULT_SAVE_INTERVAL = 1000
 
 
 def plugin_dir() -> str:
@@ -33,15 +40,18 @@ def plugin_dir() -> str:
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     """The options `xlmr-train` and `xlmr-sweep` share."""
     parser.add_argument("data", nargs="?", type=Path, help="output folder of xlmr-prepare")
-    parser.add_argument("--preset", choices=sorted(recipes.PRESETS), help="the paper's recipe (see slurm/recipes.py)")
+    parser.add_argument("--preset", choices=sorted(RECIPES), help="a training recipe (see xlmr_plugin/recipes.py)")
     parser.add_argument("--nodes", type=int, default=1)
     parser.add_argument("--gpus-per-node", type=int, default=8, help="one task per GPU; 0 trains on CPUs")
     parser.add_argument("--tasks-per-node", type=int, default=1, help="with --gpus-per-node 0: CPU processes per node")
-    parser.add_argument("--precision", choices=("fp16", "bf16", "fp32"), default="fp16", help="on GPUs")
-    parser.add_argument("--total-batch", type=int, default=recipes.TOTAL_BATCH,
-                        help="with --preset: sequences per update, kept whatever the number of GPUs")
-    parser.add_argument("--save-interval-updates", type=int, default=1000,
-                        help="checkpoint every N updates: at most N updates are redone after a preemption")
+    parser.add_argument("--precision", choices=PRECISIONS,
+                        help=f"on GPUs (default: the preset's, else {DEFAULT_PRECISION})")
+    parser.add_argument("--total-batch", type=int,
+                        help="with --preset: sequences per update, kept whatever the number of GPUs "
+                             "(default: the preset's)")
+    parser.add_argument("--save-interval-updates", type=int,
+                        help="checkpoint every N updates: at most N updates are redone after a preemption "
+                             f"(default: the preset's, else {DEFAULT_SAVE_INTERVAL})")
     parser.add_argument("--wait", action="store_true", help="wait for the job and report how it ended")
     slurm_executor.add_arguments(parser, cpus=10, mem_gb=0, time_min=72 * 60)
 
@@ -50,22 +60,28 @@ def world_size(args: argparse.Namespace) -> int:
     return args.nodes * (args.gpus_per_node or args.tasks_per_node)
 
 
+def run_recipe(args: argparse.Namespace) -> Recipe:
+    """What this run trains: the preset's recipe (or none) on this run's hardware."""
+    recipe = RECIPES[args.preset] if args.preset else Recipe(precision=DEFAULT_PRECISION,
+                                                              save_interval_updates=DEFAULT_SAVE_INTERVAL)
+    return replace(recipe, cpu=args.gpus_per_node == 0, precision=args.precision or recipe.precision,
+                   save_interval_updates=args.save_interval_updates or recipe.save_interval_updates)
+
+
 def fairseq_arguments(args: argparse.Namespace, extra: list[str], run_dir: Path) -> list[str]:
-    """The fairseq-train arguments of this run: preset, hardware, batch, then `extra`."""
+    """The fairseq-train arguments of this run: the recipe on this hardware, the batch, then `extra`,
+    each replacing the same options of what comes before."""
+    recipe = run_recipe(args)
     base = [str(args.data), "--user-dir", plugin_dir(), "--save-dir", str(run_dir / "checkpoints")]
-    if args.gpus_per_node > 0:
-        base += {"fp16": ["--fp16"], "bf16": ["--bf16"], "fp32": []}[args.precision]
-    else:
-        base += CPU_DISTRIBUTED if world_size(args) > 1 else ["--cpu"]
-    if args.preset:
-        preset = recipes.PRESETS[args.preset]
-        base += recipes.preset_arguments(preset, args.save_interval_updates)
-        batch = int(recipes.flag_value(extra, "--batch-size") or preset.batch_per_gpu)
-        freq = recipes.update_freq(args.total_batch, world_size(args), batch)
-        base += ["--batch-size", str(batch), "--update-freq", str(freq)]
-    else:
-        base += ["--save-interval-updates", str(args.save_interval_updates)]
-    return recipes.merge(base, extra)
+    base += recipe.fairseq_args()
+    if recipe.cpu and world_size(args) > 1:
+        base = arguments.merge(base, CPU_DISTRIBUTED)
+    total_batch = args.total_batch or recipe.total_batch
+    if args.preset and total_batch:
+        batch = int(arguments.flag_value(extra, "--batch-size") or recipe.batch_size)
+        freq = arguments.update_freq(total_batch, world_size(args), batch)
+        base = arguments.merge(base, ["--batch-size", str(batch), "--update-freq", str(freq)])
+    return arguments.merge(base, extra)
 
 
 def make_executor(args: argparse.Namespace, folder: Path, name: str):
@@ -73,7 +89,8 @@ def make_executor(args: argparse.Namespace, folder: Path, name: str):
                       slurm_signal_delay_s=120, slurm_srun_args=["--kill-on-bad-exit=1"])
     if args.gpus_per_node > 0:
         parameters["gpus_per_node"] = args.gpus_per_node
-    return slurm_executor.slurm_executor(args, folder, name, **parameters)
+    options = slurm_executor.ExecutorOptions.from_args(args)
+    return slurm_executor.slurm_executor(options, folder, name, **parameters)
 
 
 def announce(job, run_dir: Path) -> None:

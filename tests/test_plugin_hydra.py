@@ -21,7 +21,7 @@ def test_hydra_train_runs_base_config_with_a_tiny_model(xlmr_data, tmp_path):
     log = fairseq_cli("fairseq-hydra-train", [
         "--config-dir", CONFIGS, "--config-name", "base",
         f"task.data={data}", f"common.user_dir={PLUGIN}", "model._name=xlmr_tiny",
-        "common.fp16=false", "common.cpu=true", "common.log_interval=1",
+        "common.bf16=false", "common.cpu=true", "common.log_interval=1",
         "task.tokens_per_sample=64", "dataset.batch_size=8", "optimization.update_freq=[1]",
         "optimization.max_update=4", "dataset.validate_interval_updates=4",
         f"checkpoint.save_dir={tmp_path / 'ckpt'}", "checkpoint.save_interval_updates=4",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from xlmr.slurm import recipes, train
+from xlmr.slurm import arguments, train
 from xlmr.slurm.fairseq_train_job import fairseq_train_command
 from slurm_cluster import slurm_cluster  # noqa: F401  (the fixture)
 
@@ -102,17 +102,17 @@ def test_failing_job_shows_error_and_log(slurm_cluster, xlmr_data, tmp_path):
 
 
 def test_preset_holds_total_batch_and_extra_arguments_win(tmp_path):
-    assert recipes.update_freq(8192, 64, 32) == 4  # 64 V100s x 32 x 4 = 8192 (Base)
-    assert recipes.update_freq(8192, 2 * 8, 16) == 32  # 2 nodes x 8 GPUs x 16 x 32 (Large)
+    assert arguments.update_freq(8192, 64, 32) == 4  # 64 V100s x 32 x 4 = 8192 (Base)
+    assert arguments.update_freq(8192, 2 * 8, 16) == 32  # 2 nodes x 8 GPUs x 16 x 32 (Large)
     parser = __import__("argparse").ArgumentParser()
     train.add_training_arguments(parser)
     args, extra = parser.parse_known_args(["DATA", "--preset", "large", "--nodes", "4", "--gpus-per-node", "8",
                                            "--bf16", "--lr", "1e-4", "--batch-size", "8"])
     argv = train.fairseq_arguments(args, extra, tmp_path)
-    assert recipes.flag_value(argv, "--update-freq") == "32"  # 4 x 8 x 8 x 32 = 8192
-    assert recipes.flag_value(argv, "--lr") == "1e-4" and argv.count("--lr") == 1
+    assert arguments.flag_value(argv, "--update-freq") == "32"  # 4 x 8 x 8 x 32 = 8192
+    assert arguments.flag_value(argv, "--lr") == "1e-4" and argv.count("--lr") == 1
     assert "--bf16" in argv and "--fp16" not in argv
-    assert recipes.flag_value(argv, "--warmup-updates") == "30000" and recipes.flag_value(argv, "--clip-norm") == "0.0"
+    assert arguments.flag_value(argv, "--warmup-updates") == "30000" and arguments.flag_value(argv, "--clip-norm") == "0.0"
 
 
 def test_sweep_runs_every_grid_point_in_its_own_directory(xlmr_data, tmp_path):

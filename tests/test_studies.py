@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from xlmr.analysis.capacity import Shape, encoder_parameters, scaled_shape, shape_for_parameters
+from xlmr.analysis.capacity import scaled_shape, shape_for_parameters
+from xlmr_plugin.models.shapes import Shape
 from xlmr.analysis.run_results import read_run
 from conftest import LANGS
 from plugin_utils import TINY, json_records, small_dest
@@ -164,12 +165,12 @@ def test_vocabulary_study_keeps_parameters_within_two_percent(corpus_dir, tmp_pa
 def test_width_for_constant_parameters_at_paper_scale():
     """xlmr_base's 278.3M parameters (README), and the widths of the paper's vocabulary ablation."""
     base = Shape(12, 768, 12, 3072)
-    assert encoder_parameters(base, 250_002) == 278_294_418
+    assert base.parameters(250_002) == 278_294_418
     assert [scaled_shape(base, step).width for step in range(3)] == [768, 960, 1152]
-    target = encoder_parameters(base, 32_005)
+    target = base.parameters(32_005)
     for vocab in (64_005, 128_005, 256_005):
         shape = shape_for_parameters(base, vocab, target)
         assert shape.width % 12 == 0 and shape.width < 768
-        assert math.isclose(encoder_parameters(shape, vocab), target, rel_tol=0.02)
+        assert math.isclose(shape.parameters(vocab), target, rel_tol=0.02)
     with pytest.raises(ValueError, match="no shape with 2000000 embeddings"):
         shape_for_parameters(base, 2_000_000, target)

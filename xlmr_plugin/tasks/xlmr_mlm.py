@@ -6,8 +6,8 @@ sampling table belongs, never runs its per-language validation, crashes on
 data path, and takes any subdirectory for a language.
 """
 import logging
-import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Dict, List, Tuple
 
 import numpy as np
@@ -30,12 +30,14 @@ from xlmr_plugin.data.language_resampling_dataset import (
     LanguageResamplingDataset,
     blocks_per_language,
     log_sampling_table,
-    sampling_probabilities,
+    smoothed_probabilities,
 )
 from xlmr_plugin.data.sentencepiece_word_starts import sentencepiece_word_starts
 from xlmr_plugin.data.split_long_lines_dataset import SplitLongLinesDataset
 from xlmr_plugin.data.token_target_dataset import token_target_dataset
+from xlmr_plugin.recipes import RECIPES
 from xlmr_plugin.tasks.downstream_probe_validation import DownstreamProbeValidation, parse_probes
+from xlmr_plugin.storage import layout
 from xlmr_plugin.tasks.fill_mask_inference import FillMaskInference
 
 logger = logging.getLogger(__name__)
@@ -61,7 +63,7 @@ class XLMRMLMConfig(MaskedLMConfig):
         default=512, metadata={"help": "tokens per block, including the <s> prepended to each block"}
     )
     multilang_sampling_alpha: float = field(
-        default=0.3,
+        default=RECIPES["base"].multilang_sampling_alpha,
         metadata={"help": "language sampling exponent: q_i ∝ p_i^alpha with p_i the language's share "
                           "of tokens; 1 samples as the data, 0 uniformly"},
     )
@@ -113,7 +115,7 @@ class XLMRMLMTask(DownstreamProbeValidation, FillMaskInference, MaskedLMTask):
             raise FileNotFoundError(f"no language of {self.langs} has a '{split}' split in {self.cfg.data}")
 
         if split == self.cfg.train_subset:
-            q = sampling_probabilities(tokens, self.cfg.multilang_sampling_alpha)
+            q = smoothed_probabilities(tokens, self.cfg.multilang_sampling_alpha)
             blocks = [len(p) for p in parts]
             drawn = blocks_per_language(q, blocks)
             if epoch == 1 or not self.datasets.get(split):
@@ -133,7 +135,7 @@ class XLMRMLMTask(DownstreamProbeValidation, FillMaskInference, MaskedLMTask):
         key = (split, lang)
         if key in self._lang_cache:
             return self._lang_cache[key]
-        path = os.path.join(self.cfg.data, lang, split)
+        path = str(layout.split_prefix(self.cfg.data, lang, split))
         raw = data_utils.load_indexed_dataset(path, self.dictionary)
         if raw is None or len(raw) == 0:
             if split == self.cfg.train_subset:
@@ -177,10 +179,7 @@ class XLMRMLMTask(DownstreamProbeValidation, FillMaskInference, MaskedLMTask):
 
 def resolve_languages(data: str, langs: str) -> List[str]:
     """The ``--langs`` list, or every subdirectory of ``data`` with a train split, sorted."""
-    found = sorted(
-        name for name in os.listdir(data)
-        if os.path.isfile(os.path.join(data, name, "train.idx"))
-    )
+    found = layout.languages(data, "train")
     if not langs:
         if not found:  # a release directory (model.pt, dict.txt): enough to probe, not to train
             logger.warning("no language folder with train.{bin,idx} in %s: probing only", data)
@@ -197,8 +196,8 @@ def resolve_languages(data: str, langs: str) -> List[str]:
 
 def _validate(cfg: XLMRMLMConfig) -> None:
     """Fail at startup, naming the field, rather than deep inside data loading."""
-    if not cfg.data or not os.path.isfile(os.path.join(cfg.data, "dict.txt")):
-        raise FileNotFoundError(f"data: {cfg.data!r} has no dict.txt (run xlmr-prepare first)")
+    if not cfg.data or not (Path(cfg.data) / layout.DICT).is_file():
+        raise FileNotFoundError(f"data: {cfg.data!r} has no {layout.DICT} (run xlmr-prepare first)")
     if cfg.tokens_per_sample < 8:
         raise ValueError(f"--tokens-per-sample must be at least 8, got {cfg.tokens_per_sample}")
     if cfg.multilang_sampling_alpha < 0:
