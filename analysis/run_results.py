@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
+from xlmr.slurm import fairseq_log
+from xlmr_plugin.storage import layout
+
 logger = logging.getLogger(__name__)
 
-_VALID_JSON = re.compile(r"(?:\| INFO \| valid \| |\]\[valid\]\[INFO\] - )(\{.*\})")
-_VALID_SIMPLE = re.compile(r"\| INFO \| valid \| (.*\| valid on .*)$")
-_PARAMS = re.compile(r"num\. shared model params: ([\d,]+)")
-_DATA = re.compile(r"'task': \{'_name': '[^']*', 'data': '([^']*)'")
 NOT_LANGS = {"lang_mean"}
 
 
@@ -75,15 +73,13 @@ def read_run(run_dir: Path) -> RunResult:
     meta_path = run_dir / "run.json"
     meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
     valid, parameters, data = {}, None, meta.get("data")
-    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
-        if m := _VALID_JSON.search(line):
-            valid = _strip(json.loads(m.group(1)))
-        elif m := _VALID_SIMPLE.search(line):
-            valid = _strip(dict(_simple_pair(cell) for cell in m.group(1).split(" | ") if " " in cell.strip()))
-        elif m := _PARAMS.search(line):
-            parameters = int(m.group(1).replace(",", ""))
-        elif data is None and (m := _DATA.search(line)):
-            data = m.group(1)
+    for event in fairseq_log.events(log.read_text(encoding="utf-8", errors="replace").splitlines()):
+        if isinstance(event, fairseq_log.Record) and event.tag == "valid":
+            valid = event.stats
+        elif isinstance(event, fairseq_log.ModelSize):
+            parameters = event.parameters
+        elif data is None and isinstance(event, fairseq_log.TrainingData):
+            data = event.path
     if not valid:
         raise ValueError(f"{log}: no validation record yet (fairseq logs one per --validate-interval-updates)")
     result = RunResult(run_dir, meta, valid, parameters, Path(data) if data else None)
@@ -91,31 +87,12 @@ def read_run(run_dir: Path) -> RunResult:
     return result
 
 
-def _simple_pair(cell: str) -> tuple[str, str]:
-    key, _, value = cell.strip().partition(" ")
-    return key, value
-
-
-def _strip(record: dict) -> dict:
-    """Keys without the `valid_` prefix of fairseq's JSON format; numbers as floats."""
-    out = {}
-    for key, value in record.items():
-        key = key[len("valid_"):] if key.startswith("valid_") else key
-        try:
-            out[key] = float(value)
-        except (TypeError, ValueError):
-            out[key] = value
-    return out
-
-
 def _shares(data: Optional[Path], langs: list[str]) -> dict[str, float]:
     """p_i from DATA/stats.tsv, renormalised over the run's languages."""
-    from xlmr.analysis.studies import read_stats
-
-    if data is None or not (data / "stats.tsv").exists():
-        logger.warning("no stats.tsv for languages %s: no high/low-resource grouping", ",".join(langs))
+    if data is None or not (data / layout.STATS).exists():
+        logger.warning("no %s for languages %s: no high/low-resource grouping", layout.STATS, ",".join(langs))
         return {}
-    stats = read_stats(data)
+    stats = layout.read_stats(data)
     tokens = {lang: stats[lang]["train_tokens"] for lang in langs if lang in stats}
     total = sum(tokens.values())
     return {lang: t / total for lang, t in tokens.items()}
@@ -127,13 +104,14 @@ def characters_per_token(data: Path, langs: list[str]) -> dict[str, float]:
     from fairseq.data import indexed_dataset
 
     pieces = ["<s>", "<pad>", "\n", "<unk>"]
-    with open(data / "dict.txt", encoding="utf-8") as f:
+    with open(data / layout.DICT, encoding="utf-8") as f:
         pieces += [line.rsplit(" ", 1)[0] for line in f if line.strip()]
     lengths = np.array([1 if p == "\n" else len(p) for p in pieces] + [1], dtype=np.float64)
     out = {}
     for lang in langs:
-        split = indexed_dataset.MMapIndexedDataset(str(data / lang / "valid"))
-        tokens = np.frombuffer(split._bin_buffer, dtype=split._index.dtype)
+        prefix = str(layout.split_prefix(data, lang, "valid"))
+        dtype = indexed_dataset.MMapIndexedDataset.Index(indexed_dataset.index_file_path(prefix)).dtype
+        tokens = np.memmap(indexed_dataset.data_file_path(prefix), dtype=dtype, mode="r")
         counts = np.bincount(tokens, minlength=len(lengths))[: len(lengths)]
         out[lang] = float(counts @ lengths) / max(1, int(counts.sum()))
     return out
@@ -141,7 +119,7 @@ def characters_per_token(data: Path, langs: list[str]) -> dict[str, float]:
 
 def bits_per_character(run: RunResult) -> Optional[float]:
     """Mean over the run's languages of loss (bits/token) / characters per token."""
-    if run.data is None or not (run.data / "dict.txt").exists():
+    if run.data is None or not (run.data / layout.DICT).exists():
         return None
     langs = run.languages
     chars = characters_per_token(run.data, langs)

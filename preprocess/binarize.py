@@ -24,13 +24,12 @@ import sentencepiece as spm
 from fairseq.data import Dictionary
 from fairseq.data.indexed_dataset import MMapIndexedDataset, best_fitting_int_dtype
 
-from xlmr_plugin.storage.atomic import publish_directory
 from xlmr.preprocess.corpus import decoded_lines, iter_split
+from xlmr_plugin.storage.atomic import publish_directory
+from xlmr_plugin.storage.layout import DICT, LANGUAGE_MARKER, PARTIAL, SPLITS, SPM_MODEL
 
 logger = logging.getLogger(__name__)
 
-SPLITS = ("train", "valid")
-MARKER = "stats.json"  # written last: a language directory without it is not done
 # Whitespace other than ' ' inside a line: fairseq's tokenizer splits there, so such
 # a line takes the exact (pieces as text) path rather than the id table.
 _ODD_SPACE = re.compile(r"[^\S ]")
@@ -126,7 +125,7 @@ def fingerprint(source: Path, dest: Path, valid_docs: int, seed: int, skip_inval
     """What a language's shards depend on: a finished language is redone only when it changes."""
     stat = source.stat()
     digest = hashlib.sha256()
-    for name in ("spm.model", "dict.txt"):
+    for name in (SPM_MODEL, DICT):
         digest.update((dest / name).read_bytes())
     return {
         "source": str(source.resolve()),
@@ -140,7 +139,7 @@ def fingerprint(source: Path, dest: Path, valid_docs: int, seed: int, skip_inval
 
 
 def _finished_in(directory: Path, expected: dict) -> Optional[LanguageStats]:
-    marker = directory / MARKER
+    marker = directory / LANGUAGE_MARKER
     if not marker.exists():
         return None
     stats = LanguageStats.load(marker)
@@ -185,7 +184,7 @@ def _fresh_directory(path: Path) -> Path:
 
 def _publish(stats: LanguageStats, tmp: Path, out: Path) -> LanguageStats:
     """The marker last, then `tmp` moved to `out` at once."""
-    (tmp / MARKER).write_text(json.dumps(asdict(stats), indent=1))
+    (tmp / LANGUAGE_MARKER).write_text(json.dumps(asdict(stats), indent=1))
     publish_directory(tmp, out)
     return stats
 
@@ -195,7 +194,7 @@ def _binarize(
     threads: int, batch_lines: int,
 ) -> LanguageStats:
     """Encode `documents` under `tmp` and publish them as `out`."""
-    encoder = Encoder(dest / "spm.model", dest / "dict.txt", threads)
+    encoder = Encoder(dest / SPM_MODEL, dest / DICT, threads)
     _encode_documents(encoder, documents, _fresh_directory(tmp), stats, batch_lines)
     return _publish(stats, tmp, out)
 
@@ -216,7 +215,7 @@ def binarize_language(
     the end, so an interrupted run leaves nothing fairseq or a rerun would take
     for finished."""
     return _binarize(iter_split(source, valid_ids, skip_invalid), LanguageStats(lang, fingerprint),
-                     dest, dest / ".partial" / lang, dest / lang, threads, batch_lines)
+                     dest, dest / PARTIAL / lang, dest / lang, threads, batch_lines)
 
 
 # A language too large for one task is cut into shards of consecutive documents,
@@ -256,7 +255,7 @@ def plan_shards(lang: str, source: Path, documents: int, count: int) -> list[Sha
 
 
 def shard_directory(dest: Path, shard: Shard) -> Path:
-    return dest / ".partial" / f"{shard.lang}.shards" / f"{shard.index:05d}"
+    return dest / PARTIAL / f"{shard.lang}.shards" / f"{shard.index:05d}"
 
 
 def binarize_shard(
@@ -285,9 +284,9 @@ def merge_shards(lang: str, dest: Path, shards: list[Shard], fingerprint: dict) 
     """Concatenate the shards' splits into `dest/<lang>` as one task would have written it
     (fairseq's MMapIndexedDatasetBuilder.merge_file_, without a Python loop over sizes)."""
     parts = [shard_directory(dest, s) for s in sorted(shards, key=lambda s: s.index)]
-    tmp = _fresh_directory(dest / ".partial" / lang)
+    tmp = _fresh_directory(dest / PARTIAL / lang)
     stats = LanguageStats(lang, fingerprint)
-    counted = [LanguageStats.load(part / MARKER) for part in parts]
+    counted = [LanguageStats.load(part / LANGUAGE_MARKER) for part in parts]
     for split in SPLITS:
         indexes = [MMapIndexedDataset.Index(str(p / f"{split}.idx")) for p in parts]
         with open(tmp / f"{split}.bin", "wb") as out:

@@ -1,30 +1,15 @@
-"""Exponentially smoothed language sampling (XLM-R, Section 3.1; Lample & Conneau 2019).
-
-q_i = p_i^a / sum_j p_j^a with p_i a language's share of the data: a < 1 flattens
-the distribution so that low-resource languages are seen (and get vocabulary
-pieces) more often than their share, a = 1 samples by size, a = 0 uniformly.
-"""
+"""Which lines of each language the SentencePiece sample takes. How many each language
+gives is drawn by q_i ∝ p_i^α (``xlmr_plugin.data.language_resampling_dataset.
+smoothed_probabilities``, the one implementation the trainer uses too) and split into
+whole lines here."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import numpy as np
 
 from xlmr.preprocess.corpus import iter_split
-
-
-def smoothed_probabilities(sizes: Sequence[float], alpha: float) -> np.ndarray:
-    """q_i proportional to p_i ** alpha, where p_i = sizes_i / sum(sizes)."""
-    sizes = np.asarray(sizes, dtype=np.float64)
-    if sizes.ndim != 1 or len(sizes) == 0 or (sizes < 0).any() or sizes.sum() <= 0:
-        raise ValueError(f"sizes must be non-negative with a positive sum, got {sizes.tolist()}")
-    if alpha < 0:
-        raise ValueError(f"alpha must be >= 0, got {alpha}")
-    p = sizes / sizes.sum()
-    q = np.zeros_like(p)
-    q[p > 0] = p[p > 0] ** alpha  # a language with no data is never drawn, even at alpha = 0
-    return q / q.sum()
 
 
 def allocate(total: int, probabilities: np.ndarray) -> np.ndarray:

@@ -16,7 +16,6 @@ from typing import Iterable
 import numpy as np
 import sentencepiece as spm
 
-from xlmr_plugin.storage.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -81,20 +80,6 @@ def piece_counts(model: Path, lines: Iterable[str], threads: int, batch: int = 1
     if chunk:
         add(chunk)
     return counts
-
-
-def write_dictionary(model: Path, counts: np.ndarray, out: Path) -> int:
-    """Write dict.txt: every piece from SentencePiece id 3 on, in id order.
-
-    Returns the number of entries."""
-    sp = spm.SentencePieceProcessor(model_file=str(model))
-    special = {sp.unk_id(), sp.bos_id(), sp.eos_id()}
-    if special != {0, 1, 2}:
-        raise VocabularyError(f"{model}: expected <unk>, <s>, </s> at ids 0-2 as in XLM-R, got {sorted(special)}")
-    with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        for i in range(3, sp.get_piece_size()):
-            f.write(f"{sp.id_to_piece(i)} {int(counts[i])}\n")
-    return sp.get_piece_size() - 3
 
 
 def check_dictionary_file(path: Path) -> int:

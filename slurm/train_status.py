@@ -1,21 +1,20 @@
 """`xlmr-train --status JOB|RUN_DIR`: where a run stands, read from its log.
 
-fairseq-train logs one JSON record per --log-interval (`| INFO | train_inner | {...}`)
-and a line per saved checkpoint; the last of each is the state of the run.
+fairseq-train logs a `train_inner` record per --log-interval and a line per saved
+checkpoint; the last of each is the state of the run.
 """
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from xlmr.slurm import fairseq_log
 from xlmr.slurm.retrying_array import scheduler_state
 
-_SAVED = re.compile(r"Saved checkpoint (\S+) \(epoch (\d+) @ (\d+) updates")
-_RECORD = re.compile(r"\| INFO \| (train_inner|train|valid) \| (\{.*\})")
+_ERRORS = ("Traceback", "RuntimeError", "FileNotFoundError", "ValueError", "AssertionError")
 
 
 @dataclass
@@ -44,14 +43,16 @@ def read_status(log: Path) -> RunStatus:
     if not log.exists():
         return status
     for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
-        if (m := _RECORD.search(line)) and m.group(1) != "valid":
-            record = json.loads(m.group(2))
-            status.updates = int(record.get("num_updates", status.updates or 0))
-            status.loss = float(record.get("loss", status.loss or 0))
-            status.wps = float(record.get("wps", status.wps or 0))
-        elif m := _SAVED.search(line):
-            status.last_checkpoint, status.checkpoint_updates = m.group(1), int(m.group(3))
-        elif line.startswith(("Traceback", "RuntimeError", "FileNotFoundError", "ValueError", "AssertionError")) or "Error: " in line:
+        event = fairseq_log.parse_line(line)
+        if isinstance(event, fairseq_log.Record):
+            if event.tag == "train_inner":
+                record = event.stats
+                status.updates = int(record.get("num_updates", status.updates or 0))
+                status.loss = float(record.get("loss", status.loss or 0))
+                status.wps = float(record.get("wps", status.wps or 0))
+        elif isinstance(event, fairseq_log.SavedCheckpoint):
+            status.last_checkpoint, status.checkpoint_updates = event.path, event.updates
+        elif line.startswith(_ERRORS) or "Error: " in line:
             status.error = line.strip()
     return status
 

@@ -4,7 +4,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xlmr.preprocess.sampling import allocate, choose_lines, sample_train_lines, smoothed_probabilities
+from xlmr.preprocess.sampling import allocate, choose_lines, sample_train_lines
+from xlmr_plugin.data.language_resampling_dataset import smoothed_probabilities
 
 
 def test_alpha_flattens_the_distribution_as_in_the_paper():

@@ -1,4 +1,10 @@
-"""α-smoothed language sampling (Conneau et al. 2019, §3.1): q_i ∝ p_i^α."""
+"""α-smoothed language sampling (Conneau et al. 2019, §3.1; Lample & Conneau 2019).
+
+q_i = p_i^α / Σ_j p_j^α with p_i a language's share of the data: α < 1 flattens the
+distribution so that low-resource languages are seen (and get vocabulary pieces) more
+often than their share, α = 1 samples by size, α = 0 uniformly. ``xlmr-prepare``'s
+vocabulary sample and the trainer's epochs both draw by ``smoothed_probabilities``.
+"""
 import logging
 from typing import List, Sequence
 
@@ -8,10 +14,16 @@ from fairseq.data import BaseWrapperDataset, FairseqDataset, ResamplingDataset, 
 logger = logging.getLogger(__name__)
 
 
-def sampling_probabilities(tokens: Sequence[int], alpha: float) -> np.ndarray:
-    """q_i = p_i^α / Σ_j p_j^α, with p_i each language's share of tokens."""
-    p = np.asarray(tokens, dtype=np.float64) / float(np.sum(tokens))
-    q = p**alpha
+def smoothed_probabilities(sizes: Sequence[float], alpha: float) -> np.ndarray:
+    """q_i proportional to p_i ** alpha, where p_i = sizes_i / sum(sizes)."""
+    sizes = np.asarray(sizes, dtype=np.float64)
+    if sizes.ndim != 1 or len(sizes) == 0 or (sizes < 0).any() or sizes.sum() <= 0:
+        raise ValueError(f"sizes must be non-negative with a positive sum, got {sizes.tolist()}")
+    if alpha < 0:
+        raise ValueError(f"alpha must be >= 0, got {alpha}")
+    p = sizes / sizes.sum()
+    q = np.zeros_like(p)
+    q[p > 0] = p[p > 0] ** alpha  # a language with no data is never drawn, even at alpha = 0
     return q / q.sum()
 
 

@@ -23,9 +23,12 @@ import torch
 import torch.nn.functional as F
 from fairseq.data import Dictionary, data_utils
 
+from xlmr_plugin.evaluation.pooling import mean_over_tokens
+from xlmr_plugin.storage import layout
+
 logger = logging.getLogger(__name__)
 
-SPLITS = ("train", "valid")
+SPLITS = ("train", "valid")  # the probe is fitted on the first and scored on the second
 
 
 @dataclass
@@ -36,12 +39,12 @@ class ProbeSplit:
 
 def load_probe_data(directory: str, dictionary: Dictionary) -> dict[str, ProbeSplit]:
     """Both splits of a sentence_prediction directory, checked against the model's dictionary."""
-    own = os.path.join(directory, "input0", "dict.txt")
+    own = os.path.join(directory, "input0", layout.DICT)
     probe_dict = Dictionary.load(own)
     n = len(probe_dict)
     if [probe_dict[i] for i in range(n)] != [dictionary[i] for i in range(n)] or len(dictionary) > n + 1:
         raise ValueError(f"{own}: not the model's dictionary; binarize the probe data with the model's dict.txt")
-    labels = Dictionary.load(os.path.join(directory, "label", "dict.txt"))
+    labels = Dictionary.load(os.path.join(directory, "label", layout.DICT))
     columns = [c for c in ("input0", "input1") if os.path.isdir(os.path.join(directory, c))]
     data = {}
     for split in SPLITS:
@@ -66,8 +69,7 @@ def pooled_features(model, sentences: list[torch.Tensor], bos: int, pad: int, ba
             batch = [sentences[i] for i in order[start : start + batch_size]]
             tokens = data_utils.collate_tokens([torch.cat([s.new_tensor([bos]), s]) for s in batch], pad).to(device)
             features, _ = model(tokens, features_only=True)  # B x T x C
-            keep = tokens.ne(pad).unsqueeze(-1).type_as(features)  # B x T x 1
-            chunks.append(((features * keep).sum(1) / keep.sum(1)).float().cpu())
+            chunks.append(mean_over_tokens(features, tokens, pad).float().cpu())
     pooled = torch.cat(chunks)
     pooled[torch.tensor(order)] = pooled.clone()  # back to the data's order
     return pooled

@@ -50,7 +50,8 @@ def chunks(tags: Sequence[str]) -> list[tuple[str, int, int]]:
     return found
 
 
-def _prf(correct: int, predicted: int, gold: int) -> dict[str, float]:
+def precision_recall_f1(correct: float, predicted: float, gold: float) -> dict[str, float]:
+    """Percent precision, recall and their harmonic mean F1, each 0 where undefined, as conlleval."""
     precision = 100.0 * correct / predicted if predicted else 0.0
     recall = 100.0 * correct / gold if gold else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
@@ -69,6 +70,6 @@ def entity_scores(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[st
         n_gold.update(c[0] for c in gold_chunks)
         n_pred.update(c[0] for c in pred_chunks)
         correct.update(c[0] for c in gold_chunks & pred_chunks)
-    result = _prf(sum(correct.values()), sum(n_pred.values()), sum(n_gold.values()))
-    result["per_type"] = {t: _prf(correct[t], n_pred[t], n_gold[t]) for t in sorted(n_gold | n_pred)}
+    result = precision_recall_f1(sum(correct.values()), sum(n_pred.values()), sum(n_gold.values()))
+    result["per_type"] = {t: precision_recall_f1(correct[t], n_pred[t], n_gold[t]) for t in sorted(n_gold | n_pred)}
     return result

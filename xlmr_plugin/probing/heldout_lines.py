@@ -16,6 +16,7 @@ from fairseq.data import Dictionary, FairseqDataset, data_utils
 from fairseq.data.list_dataset import ListDataset
 
 from xlmr_plugin.data.split_long_lines_dataset import SplitLongLinesDataset
+from xlmr_plugin.storage import layout
 
 logger = logging.getLogger(__name__)
 
@@ -24,8 +25,7 @@ def available_languages(data: Path, split: str) -> List[str]:
     """Languages of ``data``: folders with ``split`` shards, else ``*.txt`` files, sorted."""
     if data.is_file():
         return [data.name.split(".")[0]]
-    binarized = sorted(p.name for p in data.iterdir() if (p / f"{split}.idx").is_file())
-    return binarized or sorted(p.name[: -len(".txt")] for p in data.glob("*.txt"))
+    return layout.languages(data, split) or sorted(p.name[: -len(".txt")] for p in data.glob("*.txt"))
 
 
 def heldout_lines(
@@ -41,7 +41,7 @@ def heldout_lines(
 
     ``encode`` turns raw text into ids ending in ``</s>`` (``XLMR.encode_line``).
     """
-    shard = data / lang / split
+    shard = layout.split_prefix(data, lang, split)
     if data.is_dir() and shard.with_suffix(".idx").is_file():
         items = data_utils.load_indexed_dataset(str(shard), dictionary)
         lines = [items[i] for i in range(len(items)) if items.sizes[i] > 1]

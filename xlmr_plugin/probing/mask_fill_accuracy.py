@@ -25,6 +25,7 @@ from xlmr_plugin.data.sentencepiece_word_starts import sentencepiece_word_starts
 from xlmr_plugin.probing.fill_mask_generator import FillMaskGenerator, fillable
 from xlmr_plugin.probing.heldout_lines import load_heldout
 from xlmr_plugin.probing.hub_interface import XLMR
+from xlmr_plugin.storage import layout
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def word_tables(dictionary: Dictionary, mask_idx: int):
 
 def most_frequent_word(data: Path, lang: str, split: str, dictionary: Dictionary, is_word, starts) -> int:
     """The id of the commonest one-piece word in ``lang``'s ``split`` shard."""
-    items = data_utils.load_indexed_dataset(str(data / lang / split), dictionary)
+    items = data_utils.load_indexed_dataset(str(layout.split_prefix(data, lang, split)), dictionary)
     if items is None:
         raise FileNotFoundError(f"language {lang}: no {split} shard in {data}")
     stream = np.concatenate([items[i].numpy() for i in range(len(items))])
