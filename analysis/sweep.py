@@ -24,7 +24,7 @@ from typing import Optional
 
 from xlmr.analysis import report, studies
 from xlmr_plugin.storage.atomic import atomic_path
-from xlmr.slurm import recipes, train, train_status
+from xlmr.slurm import arguments, train, train_status
 from xlmr.slurm.fairseq_train_job import FairseqTrainJob
 
 logger = logging.getLogger("xlmr-sweep")
@@ -58,8 +58,8 @@ def _number(value: str) -> "float | str":
 
 def per_run_tensorboard(extra: list[str], run_name_: str) -> list[str]:
     """--tensorboard-logdir DIR of the sweep becomes DIR/<run> for each run."""
-    logdir = recipes.flag_value(extra, "--tensorboard-logdir")
-    return recipes.merge(extra, ["--tensorboard-logdir", str(Path(logdir) / run_name_)]) if logdir else extra
+    logdir = arguments.flag_value(extra, "--tensorboard-logdir")
+    return arguments.merge(extra, ["--tensorboard-logdir", str(Path(logdir) / run_name_)]) if logdir else extra
 
 
 def write_run_json(run: studies.StudyRun, run_dir: Path, argv: list[str]) -> None:

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from xlmr.preprocess import corpus, prepare
+from xlmr_plugin.storage import layout
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from prepare_throughput import ROOT, print_figures  # noqa: E402
@@ -51,7 +52,7 @@ def measure(text: Path, dest: Path, args) -> dict:
     prepare.run(prepare.parse_args(argv))
     binarize = time.perf_counter() - start
     tokens = sum(s.splits["train"].tokens + s.splits["valid"].tokens for s in stats)
-    vocab = json.loads((dest / "vocab.json").read_text())
+    vocab = json.loads((dest / layout.VOCAB_RECORD).read_text())
     return {
         "corpus_mb": round(sum(p.stat().st_size for p in text.iterdir()) / 2**20, 2),
         "tokens": tokens,

@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from xlmr.preprocess import corpus, prepare
+from xlmr_plugin.storage import layout
 import stock_prepare as reference
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,20 +76,21 @@ def run(args, work: Path, binary) -> dict:
     files = {f.lang: f for f in corpus.discover(args.corpus, langs)}
     for lang in langs:
         scan = corpus.scan(files[lang])
-        valid = corpus.valid_document_ids(lang, scan.documents, settings.valid_docs, settings.seed)
+        valid = corpus.valid_document_ids(lang, scan.documents, settings.split.valid_docs, settings.split.seed)
         corpus.write_split_text(files[lang].path, valid, text / f"{lang}.train", text / f"{lang}.valid")
     base = work / "baseline"
     order = sorted(langs, key=lambda lang: -(text / f"{lang}.train").stat().st_size)
     start = time.perf_counter()
     with ThreadPoolExecutor(args.workers) as pool:
         list(pool.map(lambda lang: reference.two_step(
-            dest / "spm.model", dest / "dict.txt", text / f"{lang}.train", text / f"{lang}.valid",
+            dest / layout.SPM_MODEL, dest / layout.DICT, text / f"{lang}.train", text / f"{lang}.valid",
             base / lang, workers=1, binary=binary), order))
     baseline = time.perf_counter() - start
 
     identical = sum(
-        (dest / lang / f"{split}.{ext}").read_bytes() == (base / lang / f"{split}.{ext}").read_bytes()
-        for lang in langs for split in ("train", "valid") for ext in ("bin", "idx")
+        Path(f"{layout.split_prefix(dest, lang, split)}.{ext}").read_bytes()
+        == Path(f"{layout.split_prefix(base, lang, split)}.{ext}").read_bytes()
+        for lang in langs for split in layout.SPLITS for ext in ("bin", "idx")
     )
     tokens = sum(s.splits["train"].tokens + s.splits["valid"].tokens for s in stats)
     return {

@@ -30,6 +30,7 @@ from fairseq.data.indexed_dataset import best_fitting_int_dtype
 from xlmr.preprocess.binarize import Encoder, ShardWriter
 
 from xlmr.downstream.conll import Sentence, to_iob2
+from xlmr_plugin.storage import layout
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +92,8 @@ def write_token_classification(
     stats = SplitStats(sentences=len(sentences))
     for name in ("input0", "label"):
         (out / name).mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(dict_path, out / "input0" / "dict.txt")
-    labels.save(str(out / "label" / "dict.txt"))
+    shutil.copyfile(dict_path, out / "input0" / layout.DICT)
+    labels.save(str(out / "label" / layout.DICT))
     label_dtype = best_fitting_int_dtype(len(labels))
     tokens_out = ShardWriter(out / "input0" / split, encoder.dtype)
     labels_out = ShardWriter(out / "label" / split, label_dtype)

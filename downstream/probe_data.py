@@ -15,10 +15,10 @@ import random
 from pathlib import Path
 from typing import Optional, Sequence
 
-from xlmr_plugin.storage.atomic import publish_directory
-
-from xlmr_plugin.probing.hub_interface import _find_spm
 from xlmr.downstream.xnli import XNLI_LANGS, read_multinli, read_xnli, write_sentence_prediction
+from xlmr_plugin.evaluation.linear_probe import SPLITS
+from xlmr_plugin.storage import layout
+from xlmr_plugin.storage.atomic import publish_directory
 
 logger = logging.getLogger("xlmr-probe-data")
 
@@ -49,9 +49,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     valid = [dev[lang][i] for lang in langs for i in picked]
 
     tmp = args.out.with_name(args.out.name + ".tmp")
-    spm_model = _find_spm(args.dest)
-    for split, pairs in (("train", train), ("valid", valid)):
-        write_sentence_prediction(pairs, spm_model, args.dest / "dict.txt", tmp, split)
+    spm_model = layout.find_spm(args.dest, names=layout.RELEASE_SPM_NAMES)
+    for split, pairs in zip(SPLITS, (train, valid)):
+        write_sentence_prediction(pairs, spm_model, args.dest / layout.DICT, tmp, split)
     publish_directory(tmp, args.out)
     logger.info("%s: %d English pairs to fit, %d dev pairs in each of %d languages to score",
                 args.out, len(train), len(picked), len(langs))

@@ -20,6 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
+from xlmr_plugin.storage import layout
 from xlmr_plugin.storage.atomic import atomic_path
 from xlmr.preprocess.binarize import Encoder, ShardWriter
 
@@ -121,7 +122,7 @@ def write_qa_split(data: SquadFile, pieces: PieceEncoder, cfg: WindowConfig, out
         writer.add(np.concatenate(rows).astype(kind) if rows else np.zeros(0, kind),
                    np.array([len(r) for r in rows], dtype=np.int32))
         writer.close()
-    shutil.copyfile(pieces.dict_path, out / "dict.txt")
+    shutil.copyfile(pieces.dict_path, out / layout.DICT)
     meta = {
         "source": str(data.path),
         "questions": [q.qid for q in data.questions],

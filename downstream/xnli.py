@@ -24,6 +24,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from xlmr.preprocess.binarize import Encoder, ShardWriter
+from xlmr_plugin.storage import layout
 
 logger = logging.getLogger(__name__)
 
@@ -115,13 +116,13 @@ def write_sentence_prediction(pairs: Sequence[Pair], spm_model: Path, dict_path:
     encoder = Encoder(spm_model, dict_path)
     for name, texts in (("input0", [p.premise for p in pairs]), ("input1", [p.hypothesis for p in pairs])):
         (out / name).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(dict_path, out / name / "dict.txt")
+        shutil.copyfile(dict_path, out / name / layout.DICT)
         writer = ShardWriter(out / name / split, encoder.dtype)
         writer.add(*encoder.encode(texts))
         writer.close()
     (out / "label").mkdir(parents=True, exist_ok=True)
-    (out / "label" / "dict.txt").write_text("".join(f"{label} 1\n" for label in LABELS), encoding="utf-8")
-    nspecial, eos = 4, 2  # fairseq's <s> <pad> </s> <unk> come before the labels
+    (out / "label" / layout.DICT).write_text("".join(f"{label} 1\n" for label in LABELS), encoding="utf-8")
+    nspecial, eos = layout.SPECIAL_SYMBOLS_BEFORE, 2  # fairseq's <s> <pad> </s> <unk> come before the labels
     ids = np.array([[nspecial + LABELS.index(p.label), eos] for p in pairs], dtype=encoder.dtype).reshape(-1)
     writer = ShardWriter(out / "label" / split, encoder.dtype)
     writer.add(ids, np.full(len(pairs), 2, dtype=np.int32))

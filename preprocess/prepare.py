@@ -23,14 +23,18 @@ import numpy as np
 from tqdm import tqdm
 
 from xlmr.preprocess import binarize, corpus, report, sampling, vocabulary
-from xlmr_plugin.storage.atomic import atomic_path
+from xlmr.preprocess.config import GivenVocabulary, PrepareConfig, SplitSettings, VocabularySettings
 from xlmr.slurm import executor as slurm_executor
 from xlmr.slurm import retrying_array
+from xlmr_plugin.data.language_resampling_dataset import smoothed_probabilities
+from xlmr_plugin.storage import layout
+from xlmr_plugin.storage.atomic import atomic_path
 
 logger = logging.getLogger("xlmr-prepare")
 
 
-def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+def parse_args(argv: Optional[list[str]] = None) -> PrepareConfig:
+    """The command line as a `PrepareConfig`; a bad value exits naming its flag."""
     parser = argparse.ArgumentParser(prog="xlmr-prepare", description=__doc__.split("\n\n")[0])
     parser.add_argument("corpus", type=Path, help="directory of <lang>.txt[.gz|.xz] files")
     parser.add_argument("dest", type=Path, help="output directory (rerunning skips finished languages)")
@@ -57,7 +61,17 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
         parser.error("--workers must be at least 1")
     if args.shard_gb <= 0:
         parser.error("--shard-gb must be positive")
-    return args
+    return PrepareConfig(
+        corpus=args.corpus,
+        dest=args.dest,
+        langs=None if args.langs is None else tuple(args.langs),
+        split=SplitSettings(args.valid_docs, args.seed, args.skip_invalid),
+        vocabulary=VocabularySettings(args.vocab_size, args.alpha, args.spm_sample_lines, args.character_coverage),
+        given=None if args.spm_model is None else GivenVocabulary(args.spm_model, args.dict),
+        workers=args.workers,
+        shard_gb=args.shard_gb,
+        executor=slurm_executor.ExecutorOptions.from_args(args),
+    )
 
 
 def _parallel(pool: Executor, fn: Callable, jobs: Iterable[tuple], desc: str) -> list:
@@ -73,13 +87,16 @@ def _call(fn: Callable, *args):
     return fn(*args)
 
 
-def binarize_tasks(args, todo: list[corpus.LanguageFile], scans: dict, fingerprints: dict, threads: int):
-    """One task per language, or per shard of a language larger than --shard-gb; and the
+def binarize_tasks(
+    todo: list[corpus.LanguageFile], scans: dict, fingerprints: dict, dest: Path, split: SplitSettings,
+    shard_gb: float, threads: int,
+) -> tuple[list[retrying_array.Task], dict[str, list[binarize.Shard]]]:
+    """One task per language, or per shard of a language larger than `shard_gb`; and the
     shards of each sharded language, to merge once its tasks are done."""
     tasks, shards = [], {}
     for f in todo:
-        common = (f.path, args.dest, _valid_ids(scans[f.lang], args), fingerprints[f.lang], args.skip_invalid, threads)
-        count = int(np.ceil(f.path.stat().st_size / (args.shard_gb * 2**30)))
+        common = (f.path, dest, _valid_ids(scans[f.lang], split), fingerprints[f.lang], split.skip_invalid, threads)
+        count = int(np.ceil(f.path.stat().st_size / (shard_gb * 2**30)))
         if count < 2:
             tasks.append(retrying_array.Task(f.lang, binarize.binarize_language, (f.lang, *common)))
             continue
@@ -90,8 +107,8 @@ def binarize_tasks(args, todo: list[corpus.LanguageFile], scans: dict, fingerpri
     return tasks, shards
 
 
-def _valid_ids(scan: corpus.LanguageScan, args: argparse.Namespace) -> np.ndarray:
-    return corpus.valid_document_ids(scan.lang, scan.documents, args.valid_docs, args.seed)
+def _valid_ids(scan: corpus.LanguageScan, split: SplitSettings) -> np.ndarray:
+    return corpus.valid_document_ids(scan.lang, scan.documents, split.valid_docs, split.seed)
 
 
 def _write_sample(path: Path, valid_ids: np.ndarray, indices, times, out: Path, skip_invalid: bool) -> None:
@@ -100,20 +117,23 @@ def _write_sample(path: Path, valid_ids: np.ndarray, indices, times, out: Path, 
             f.write(line + "\n")
 
 
-def build_vocabulary(args, scans: list[corpus.LanguageScan], pool: Executor) -> dict[str, int]:
+def build_vocabulary(
+    dest: Path, settings: VocabularySettings, split: SplitSettings, scans: list[corpus.LanguageScan],
+    pool: Executor, threads: int,
+) -> dict[str, int]:
     """Train the shared unigram model on an α-smoothed sample of every language's
     training lines; returns how many sentences each language gave."""
-    valid = [_valid_ids(s, args) for s in scans]
+    valid = [_valid_ids(s, split) for s in scans]
     train_lines = [s.lines - int(np.asarray(s.doc_lines)[ids].sum()) for s, ids in zip(scans, valid)]
-    q = sampling.smoothed_probabilities(train_lines, args.alpha)
-    wanted = sampling.allocate(min(args.spm_sample_lines, sum(train_lines)), q)
-    work = args.dest / ".partial" / "spm-sample"
+    q = smoothed_probabilities(train_lines, settings.alpha)
+    wanted = sampling.allocate(min(settings.spm_sample_lines, sum(train_lines)), q)
+    work = dest / layout.PARTIAL / "spm-sample"
     work.mkdir(parents=True, exist_ok=True)
     jobs = []
     for s, ids, available, n in zip(scans, valid, train_lines, wanted):
-        rng = np.random.default_rng([args.seed, zlib.crc32(s.lang.encode()), 1])
+        rng = np.random.default_rng([split.seed, zlib.crc32(s.lang.encode()), 1])
         indices, times = sampling.choose_lines(available, int(n), rng)
-        jobs.append((s.path, ids, indices, times, work / f"{s.lang}.txt", args.skip_invalid))
+        jobs.append((s.path, ids, indices, times, work / f"{s.lang}.txt", split.skip_invalid))
     _parallel(pool, _write_sample, jobs, "vocabulary sample")
     sample = work / "all.txt"
     with open(sample, "wb") as out:
@@ -121,95 +141,102 @@ def build_vocabulary(args, scans: list[corpus.LanguageScan], pool: Executor) -> 
             with open(job[4], "rb") as part:
                 shutil.copyfileobj(part, out)
     given = {s.lang: int(n) for s, n in zip(scans, wanted)}
-    logger.info("SentencePiece sample (alpha=%g): %s", args.alpha, ", ".join(f"{k} {v}" for k, v in given.items()))
-    spm_path = args.dest / "spm.model"
-    vocabulary.train_sentencepiece(sample, spm_path, args.vocab_size, args.workers, args.character_coverage)
+    logger.info("SentencePiece sample (alpha=%g): %s", settings.alpha, ", ".join(f"{k} {v}" for k, v in given.items()))
+    spm_path = dest / layout.SPM_MODEL
+    vocabulary.train_sentencepiece(sample, spm_path, settings.vocab_size, threads, settings.character_coverage)
     with open(sample, encoding="utf-8") as f:
-        counts = vocabulary.piece_counts(spm_path, (line.rstrip("\n") for line in f), args.workers)
-    with atomic_path(args.dest / "vocab.json") as tmp:
-        settings = _vocabulary_settings(args, [s.lang for s in scans])
-        tmp.write_text(json.dumps({**settings, "sentences": given}, indent=1))
-    vocabulary.write_dictionary(spm_path, counts, args.dest / "dict.txt")  # last: its presence means done
+        counts = vocabulary.piece_counts(spm_path, (line.rstrip("\n") for line in f), threads)
+    with atomic_path(dest / layout.VOCAB_RECORD) as tmp:
+        record = _vocabulary_record(settings, split, [s.lang for s in scans])
+        tmp.write_text(json.dumps({**record, "sentences": given}, indent=1))
+    layout.write_dictionary(spm_path, counts, dest / layout.DICT)  # last: its presence means done
     shutil.rmtree(work)
     return given
 
 
-def _vocabulary_settings(args, langs: list[str]) -> dict:
+def _vocabulary_record(settings: VocabularySettings, split: SplitSettings, langs: list[str]) -> dict:
     """What a trained vocabulary depends on: a DEST made with other settings is refused."""
     return {
-        "vocab_size": args.vocab_size,
-        "alpha": args.alpha,
+        "vocab_size": settings.vocab_size,
+        "alpha": settings.alpha,
         "langs": sorted(langs),
-        "seed": args.seed,
-        "valid_docs": args.valid_docs,
-        "character_coverage": args.character_coverage,
-        "spm_sample_lines": args.spm_sample_lines,
+        "seed": split.seed,
+        "valid_docs": split.valid_docs,
+        "character_coverage": settings.character_coverage,
+        "spm_sample_lines": settings.spm_sample_lines,
     }
 
 
-def reuse_or_install_vocabulary(args, langs: list[str]) -> bool:
-    """Install a given vocabulary or reuse DEST's; False when one must be trained.
+def install_vocabulary(dest: Path, given: GivenVocabulary) -> None:
+    """Copy a given vocabulary into DEST. A DEST that already holds a different one is
+    an error: its shards' ids would mean other pieces."""
+    dict_path, spm_path = dest / layout.DICT, dest / layout.SPM_MODEL
+    vocabulary.check_pair(given.spm_model, given.dict)
+    for source, held in ((given.dict, dict_path), (given.spm_model, spm_path)):
+        if held.exists() and held.read_bytes() != source.read_bytes():
+            raise vocabulary.VocabularyError(
+                f"{held} differs from {source}: DEST holds another vocabulary; use a new DEST or remove it"
+            )
+    with atomic_path(spm_path) as tmp:
+        shutil.copyfile(given.spm_model, tmp)
+    with atomic_path(dest / layout.VOCAB_RECORD) as tmp:
+        tmp.write_text(json.dumps({"given": {"spm_model": str(given.spm_model), "dict": str(given.dict)}}))
+    with atomic_path(dict_path) as tmp:
+        shutil.copyfile(given.dict, tmp)
 
-    A DEST that already holds a different vocabulary is an error: its shards'
-    ids would mean other pieces."""
-    dict_path, spm_path = args.dest / "dict.txt", args.dest / "spm.model"
-    if args.spm_model is not None:
-        vocabulary.check_pair(args.spm_model, args.dict)
-        for given, held in ((args.dict, dict_path), (args.spm_model, spm_path)):
-            if held.exists() and held.read_bytes() != given.read_bytes():
-                raise vocabulary.VocabularyError(
-                    f"{held} differs from {given}: DEST holds another vocabulary; use a new DEST or remove it"
-                )
-        with atomic_path(spm_path) as tmp:
-            shutil.copyfile(args.spm_model, tmp)
-        with atomic_path(args.dest / "vocab.json") as tmp:
-            tmp.write_text(json.dumps({"given": {"spm_model": str(args.spm_model), "dict": str(args.dict)}}))
-        with atomic_path(dict_path) as tmp:
-            shutil.copyfile(args.dict, tmp)
-        return True
+
+def reuse_vocabulary(dest: Path, wanted: dict) -> bool:
+    """True when DEST holds a finished vocabulary to reuse, False when one must be trained;
+    one trained with settings other than `wanted` (a `_vocabulary_record`) is an error."""
+    dict_path = dest / layout.DICT
     if not dict_path.exists():
         return False
-    record_path = args.dest / "vocab.json"
+    record_path = dest / layout.VOCAB_RECORD
     record = json.loads(record_path.read_text()) if record_path.exists() else {}
     if "given" in record:
         logger.info("reusing the vocabulary given earlier (%s)", record["given"]["spm_model"])
         return True
-    wanted = _vocabulary_settings(args, langs)
     differs = {k: (record.get(k), v) for k, v in wanted.items() if record.get(k) != v}
     if differs:
         detail = "; ".join(f"{k}: {old} there, {new} now" for k, (old, new) in differs.items())
         raise vocabulary.VocabularyError(
             f"{dict_path} holds a dictionary made with other settings ({detail}): use a new DEST or remove it"
         )
-    logger.info("reusing the vocabulary in %s", args.dest)
+    logger.info("reusing the vocabulary in %s", dest)
     return True
 
 
-def run(args: argparse.Namespace) -> list[binarize.LanguageStats]:
-    files = corpus.discover(args.corpus, args.langs)
-    args.dest.mkdir(parents=True, exist_ok=True)
+def run(config: PrepareConfig) -> list[binarize.LanguageStats]:
+    dest, split = config.dest, config.split
+    files = corpus.discover(config.corpus, config.langs)
+    dest.mkdir(parents=True, exist_ok=True)
     files.sort(key=lambda f: -f.path.stat().st_size)  # largest first keeps every worker busy
     context = multiprocessing.get_context("fork")  # workers inherit the imports
-    with ProcessPoolExecutor(max_workers=min(args.workers, len(files)), mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=min(config.workers, len(files)), mp_context=context) as pool:
         scans: dict[str, corpus.LanguageScan] = {}
 
         def scan(selected: list[corpus.LanguageFile]) -> None:
             todo = [f for f in selected if f.lang not in scans]
-            for s in _parallel(pool, corpus.scan, [(f, args.skip_invalid) for f in todo], "scan"):
+            for s in _parallel(pool, corpus.scan, [(f, split.skip_invalid) for f in todo], "scan"):
                 scans[s.lang] = s
 
         spm_lines = None
-        if not reuse_or_install_vocabulary(args, [f.lang for f in files]):
+        if config.given is not None:
+            install_vocabulary(dest, config.given)
+        elif not reuse_vocabulary(dest, _vocabulary_record(config.vocabulary, split, [f.lang for f in files])):
             scan(files)
-            spm_lines = build_vocabulary(args, [scans[f.lang] for f in files], pool)
-        fingerprints = {f.lang: binarize.fingerprint(f.path, args.dest, args.valid_docs, args.seed, args.skip_invalid) for f in files}
-        done = {f.lang: binarize.finished(args.dest, f.lang, fingerprints[f.lang]) for f in files}
+            spm_lines = build_vocabulary(dest, config.vocabulary, split, [scans[f.lang] for f in files], pool,
+                                         config.workers)
+        fingerprints = {f.lang: binarize.fingerprint(f.path, dest, split.valid_docs, split.seed, split.skip_invalid)
+                        for f in files}
+        done = {f.lang: binarize.finished(dest, f.lang, fingerprints[f.lang]) for f in files}
         todo = [f for f in files if done[f.lang] is None]
         scan(todo)
-        threads = args.cpus_per_task if args.executor == "slurm" else max(1, args.workers // max(1, len(todo)))
-        tasks, shards = binarize_tasks(args, todo, scans, fingerprints, threads)
-        if args.executor == "slurm":
-            executor = slurm_executor.slurm_executor(args, args.dest / ".slurm", "xlmr-binarize")
+        on_slurm = config.executor.on_slurm
+        threads = config.executor.cpus_per_task if on_slurm else max(1, config.workers // max(1, len(todo)))
+        tasks, shards = binarize_tasks(todo, scans, fingerprints, dest, split, config.shard_gb, threads)
+        if on_slurm:
+            executor = slurm_executor.slurm_executor(config.executor, dest / ".slurm", "xlmr-binarize")
             results = retrying_array.run(executor, tasks, "binarize (SLURM array)") if tasks else []
         else:
             results = _parallel(pool, _call, [(t.fn, *t.args) for t in tasks], "binarize")
@@ -217,27 +244,27 @@ def run(args: argparse.Namespace) -> list[binarize.LanguageStats]:
             if result.lang not in shards:
                 done[result.lang] = result
         for lang, parts in shards.items():
-            done[lang] = binarize.merge_shards(lang, args.dest, parts, fingerprints[lang])
-    partial = args.dest / ".partial"
+            done[lang] = binarize.merge_shards(lang, dest, parts, fingerprints[lang])
+    partial = dest / layout.PARTIAL
     if partial.exists() and not any(partial.iterdir()):
         partial.rmdir()
     stats = [done[lang] for lang in sorted(done)]
-    rows = report.stats_rows(stats, args.alpha)
-    report.write_stats_tsv(rows, args.dest / "stats.tsv")
+    rows = report.stats_rows(stats, config.vocabulary.alpha)
+    layout.write_stats(rows, dest)
     status = {f.lang: "done now" if f in todo else "already done" for f in files}
     for lang, s in scans.items():
         if s.skipped:
             status[lang] += f", {s.skipped} invalid lines skipped"
     print(report.summary_table(rows, spm_lines, status))
-    print(f"\n{len(stats)} languages in {args.dest}: dict.txt, spm.model, stats.tsv, <lang>/{{train,valid}}.{{bin,idx}}")
+    print(f"\n{len(stats)} languages in {dest}: {layout.DICT}, {layout.SPM_MODEL}, {layout.STATS}, "
+          f"<lang>/{{{','.join(layout.SPLITS)}}}.{{bin,idx}}")
     return stats
-
 
 def main(argv: Optional[list[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)s | %(name)s | %(message)s")
-    args = parse_args(argv)
+    config = parse_args(argv)
     try:
-        run(args)
+        run(config)
     except (corpus.CorpusError, vocabulary.VocabularyError, retrying_array.ArrayFailed) as e:
         print(f"xlmr-prepare: error: {e}", file=sys.stderr)
         return 2

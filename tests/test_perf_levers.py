@@ -1,4 +1,4 @@
-"""Speed levers (xlmr_plugin/levers.py, the criterion's fused cross entropy): each against
+"""Speed levers (xlmr_plugin/models/levers.py, the criterion's fused cross entropy): each against
 the plain path on CPU (loss, logits and every gradient within tolerance, state dict
 unchanged), and the training benchmark end to end in its CPU mode."""
 import argparse

@@ -6,7 +6,7 @@ from fairseq.data import TokenBlockDataset, data_utils
 
 import xlmr_plugin  # noqa: F401  (registers the task)
 from plugin_utils import small_dest
-from xlmr_plugin.data.language_resampling_dataset import sampling_probabilities
+from xlmr_plugin.data.language_resampling_dataset import smoothed_probabilities
 from xlmr_plugin.data.split_long_lines_dataset import SplitLongLinesDataset
 from xlmr_plugin.tasks.xlmr_mlm import XLMRMLMConfig, XLMRMLMTask
 
@@ -90,7 +90,7 @@ def test_epoch_share_per_language_matches_q(dest, alpha):
     # keep the datasets referenced: their sizes are views into memory maps closed on deletion
     raw = [data_utils.load_indexed_dataset(str(dest / lang / "train"), task.dictionary) for lang in task.langs]
     tokens = [int(d.sizes.sum()) for d in raw]
-    q = sampling_probabilities(tokens, alpha)
+    q = smoothed_probabilities(tokens, alpha)
     p = np.asarray(tokens) / sum(tokens)
     counts = epoch_lang_counts(task, epoch=1)
     share = counts / counts.sum()

@@ -8,7 +8,7 @@ from fairseq.models.roberta import XLMRModel
 
 import xlmr_plugin  # noqa: F401  (checkpoint loading under torch >= 2.6)
 from plugin_utils import PLUGIN, TINY, fairseq_cli, json_records, sampling_table, small_dest
-from xlmr_plugin.data.language_resampling_dataset import sampling_probabilities
+from xlmr_plugin.data.language_resampling_dataset import smoothed_probabilities
 
 LANGS = ["de", "el", "en", "fr", "ja", "ru"]
 
@@ -35,7 +35,7 @@ def test_loss_falls_and_each_language_is_validated(six_lang_run):
     table = sampling_table(log)
     assert sorted(table) == LANGS
     tokens = [table[lang]["tokens"] for lang in LANGS]
-    q = sampling_probabilities(tokens, 0.3)
+    q = smoothed_probabilities(tokens, 0.3)
     assert [table[lang]["q"] for lang in LANGS] == pytest.approx(q, abs=1e-4)
     drawn = np.array([table[lang]["drawn"] for lang in LANGS])
     assert drawn / drawn.sum() == pytest.approx(q, abs=2e-3)

@@ -13,7 +13,8 @@ from fairseq.data import Dictionary, data_utils
 
 from xlmr.preprocess import corpus, prepare, vocabulary
 from benchmarks import stock_prepare as reference
-from xlmr.preprocess.sampling import smoothed_probabilities
+from xlmr_plugin.data.language_resampling_dataset import smoothed_probabilities
+from xlmr_plugin.storage import layout
 from tests.conftest import LANGS, VOCAB_SIZE
 
 
@@ -76,7 +77,7 @@ def test_pieces_holding_whitespace_are_split_as_fairseq_splits_them(tmp_path):
         input=str(tmp_path / "spm-input.txt"), model_prefix=str(tmp_path / "identity"), vocab_size=36, model_type="unigram",
         normalization_rule_name="identity", minloglevel=2, **vocabulary.XLMR_SPECIAL_IDS)
     model = tmp_path / "identity.model"
-    vocabulary.write_dictionary(model, np.ones(36, dtype=int), tmp_path / "dict.txt")
+    layout.write_dictionary(model, np.ones(36, dtype=int), tmp_path / "dict.txt")
     dest = tmp_path / "dest"
     assert prepare.main([str(tmp_path / "corpus"), str(dest), "--spm-model", str(model),
                          "--dict", str(tmp_path / "dict.txt")]) == 0

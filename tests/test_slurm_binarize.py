@@ -38,8 +38,8 @@ def test_array_matches_local_run(slurm_cluster, xlmr_data, corpus_dir, tmp_path,
 
 
 def test_failed_task_is_resubmitted_once_then_reported(slurm_cluster, tmp_path):
-    args = prepare.parse_args(["corpus", "dest", *SLURM])
-    executor = slurm_executor(args, tmp_path / "logs", "retry-test")
+    options = prepare.parse_args(["corpus", "dest", *SLURM]).executor
+    executor = slurm_executor(options, tmp_path / "logs", "retry-test")
     mark = tmp_path / "failed-once"
     tasks = [
         retrying_array.Task("flaky", subprocess.check_output, (["bash", "-c", f"test -e {mark} || {{ touch {mark}; exit 3; }}; echo ok"],)),
