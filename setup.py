@@ -41,6 +41,7 @@ setup(
         "console_scripts": [
             "xlmr-prepare=xlmr.preprocess.prepare:main",
             "xlmr-train=xlmr.slurm.train:main",
+            "xlmr-recipe=xlmr_plugin.recipe_cli:main",
             "xlmr-sweep=xlmr.analysis.sweep:main",
             "xlmr-export-hf=xlmr_plugin.interop.hf_cli:main_export",
             "xlmr-import-hf=xlmr_plugin.interop.hf_cli:main_import",
