@@ -1,8 +1,10 @@
 """`xlmr-export-hf CKPT OUT` and `xlmr-import-hf HF_DIR OUT`: the commands around
-`hf_conversion`, writing each directory under a temporary name first."""
+`hf_conversion`, writing each directory under a temporary name first and refusing an
+OUT that holds files they do not write (`publish_directory`)."""
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shutil
 import sys
@@ -21,11 +23,13 @@ from xlmr_plugin.interop.hf_conversion import (
     sizes,
 )
 from xlmr_plugin.storage import layout
-from xlmr_plugin.storage.atomic import publish_directory
+from xlmr_plugin.storage.atomic import ForeignFilesError, publish_directory, staging_directory
 
 logger = logging.getLogger(__name__)
 
 PLUGIN_DIR = Path(__file__).resolve().parents[1]
+HF_CONFIG = "config.json"
+HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
 
 
 def _vocabulary(data: Path) -> tuple[Path, Path]:
@@ -78,8 +82,7 @@ def export_hf(checkpoint: Path, out: Path, data: Optional[Path] = None) -> None:
     missing = [k for k in missing if not k.endswith("position_ids")]
     if missing or unexpected:
         raise ConversionError(f"{checkpoint}: missing {missing}, unexpected {unexpected} in the HF model")
-    tmp = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = staging_directory(out)
     model.save_pretrained(tmp)
     shutil.copyfile(spm_model, tmp / layout.RELEASE_SPM_MODEL)
     shutil.copyfile(dict_path, tmp / layout.DICT)  # keeps the piece counts for the way back
@@ -101,22 +104,31 @@ def _release_cfg(found: Sizes, config) -> object:
     return convert_namespace_to_omegaconf(options.parse_args_and_arch(options.get_training_parser(), argv))
 
 
+def _check_hf_directory(hf_dir: Path) -> None:
+    """Fail on what is missing before transformers builds a model: without config.json it
+    builds one of the default (base) size first and fails only on loading the weights."""
+    if not hf_dir.is_dir():
+        raise ConversionError(f"{hf_dir}: no such directory")
+    for name in (HF_CONFIG, layout.RELEASE_SPM_MODEL):
+        if not (hf_dir / name).is_file():
+            raise ConversionError(f"{hf_dir}: no {name} (an XLM-R directory of Hugging Face ships one)")
+    if not any((hf_dir / name).is_file() for name in HF_WEIGHTS):
+        raise ConversionError(f"{hf_dir}: no weights (one of {', '.join(HF_WEIGHTS)})")
+    model_type = json.loads((hf_dir / HF_CONFIG).read_text(encoding="utf-8")).get("model_type")
+    if model_type != "xlm-roberta":
+        raise ConversionError(f"{hf_dir / HF_CONFIG}: model_type {model_type}, expected xlm-roberta")
+
+
 def import_hf(hf_dir: Path, out: Path) -> None:
     """An XLMRobertaForMaskedLM directory -> the XLM-R release layout
     (model.pt, dict.txt, sentencepiece.bpe.model) for `--restore-file` and probing."""
+    _check_hf_directory(hf_dir)
     XLMRobertaForMaskedLM = _transformers().XLMRobertaForMaskedLM
-
     spm_model = hf_dir / layout.RELEASE_SPM_MODEL
-    if not spm_model.exists():
-        raise ConversionError(f"{hf_dir}: no {layout.RELEASE_SPM_MODEL} (XLM-R directories ship one)")
     model = XLMRobertaForMaskedLM.from_pretrained(hf_dir)
-    if model.config.model_type != "xlm-roberta":
-        raise ConversionError(f"{hf_dir}: model_type {model.config.model_type}, expected xlm-roberta")
     weights = hf_to_fairseq({k: v.detach().clone() for k, v in model.state_dict().items()})
     found = sizes(weights, heads=model.config.num_attention_heads)
-    tmp = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = staging_directory(out)
     shutil.copyfile(spm_model, tmp / layout.RELEASE_SPM_MODEL)
     if (hf_dir / layout.DICT).exists():
         shutil.copyfile(hf_dir / layout.DICT, tmp / layout.DICT)
@@ -145,7 +157,7 @@ def _run(fn, argv: Optional[list[str]], description: str, src: str, dest: str, d
     args = parser.parse_args(argv)
     try:
         fn(args.src, args.out, *([args.data] if data else []))
-    except ConversionError as e:
+    except (ConversionError, ForeignFilesError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {args.out}")
