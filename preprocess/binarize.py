@@ -26,7 +26,11 @@ from fairseq.data.indexed_dataset import MMapIndexedDataset, best_fitting_int_dt
 
 from xlmr.preprocess.corpus import decoded_lines, iter_split
 from xlmr_plugin.storage.atomic import publish_directory
-from xlmr_plugin.storage.layout import DICT, LANGUAGE_MARKER, PARTIAL, SPLITS, SPM_MODEL
+from xlmr_plugin.data.mapped_block_dataset import line_sizes, precompute_blocks
+from xlmr_plugin.recipes import RECIPES
+from xlmr_plugin.storage import layout
+from xlmr_plugin.storage.layout import DICT, LANGUAGE_MARKER, PARTIAL, SPLITS, SPM_MODEL, shard_of
+from xlmr_plugin.storage.token_shards import write_index
 
 logger = logging.getLogger(__name__)
 
@@ -82,23 +86,56 @@ class Encoder:
 
 
 class ShardWriter:
-    """Streams batches into `<prefix>.bin` and writes fairseq's `<prefix>.idx`."""
+    """Streams batches into `<prefix>.bin` and writes fairseq's `<prefix>.idx`.
 
-    def __init__(self, prefix: Path, dtype: type):
-        self.prefix, self.dtype = prefix, dtype
-        self.data = open(prefix.with_suffix(".bin"), "wb")
-        self.sizes: list[np.ndarray] = []
+    With `shard_tokens`, the split becomes shards of whole documents (`layout.shard_of`):
+    a shard ends at the first document break (an empty item) once it holds that many
+    tokens. Where the cuts fall depends only on the stream of items, so one task writing
+    a language and shards of it concatenated here (`merge_shards`) give the same shards."""
+
+    def __init__(self, prefix: Path, dtype: type, shard_tokens: Optional[int] = None):
+        self.prefix, self.dtype, self.shard_tokens = prefix, dtype, shard_tokens
+        self.shards: list[int] = []  # tokens of each finished shard
+        self.data = None
+        self._sizes: list[np.ndarray] = []
+        self._tokens = 0
 
     def add(self, tokens: np.ndarray, sizes: np.ndarray) -> None:
-        self.data.write(tokens.tobytes(order="C"))
-        self.sizes.append(sizes)
+        while self.shard_tokens and len(sizes):
+            ends = self._tokens + np.cumsum(sizes, dtype=np.int64)
+            breaks = np.flatnonzero((sizes == 1) & (ends >= self.shard_tokens))
+            if not len(breaks):
+                break
+            items = int(breaks[0]) + 1
+            cut = int(np.sum(sizes[:items], dtype=np.int64))
+            self._write(tokens[:cut], sizes[:items])
+            self._finish_shard()
+            tokens, sizes = tokens[cut:], sizes[items:]
+        if len(sizes):
+            self._write(tokens, sizes)
+
+    def _write(self, tokens: np.ndarray, sizes: np.ndarray) -> None:
+        if self.data is None:
+            self.data = open(f"{shard_of(self.prefix, len(self.shards))}.bin", "wb")
+        self.data.write(np.ascontiguousarray(tokens, dtype=self.dtype).tobytes(order="C"))
+        self._sizes.append(sizes)
+        self._tokens += int(np.sum(sizes, dtype=np.int64))
+
+    def _finish_shard(self) -> None:
+        self.data.close()
+        self.data = None
+        sizes = np.concatenate(self._sizes) if self._sizes else np.zeros(0, dtype=np.int32)
+        write_index(Path(f"{shard_of(self.prefix, len(self.shards))}.idx"), self.dtype, sizes)
+        self.shards.append(self._tokens)
+        self._sizes, self._tokens = [], 0
 
     def close(self) -> int:
-        self.data.close()
-        sizes = np.concatenate(self.sizes) if self.sizes else np.zeros(0, dtype=np.int32)
-        with MMapIndexedDataset.Index.writer(str(self.prefix.with_suffix(".idx")), self.dtype) as index:
-            index.write(sizes)
-        return int(sizes.sum())
+        """Finish the last shard (an empty one when nothing was written); returns all tokens."""
+        if self.data is None and not self.shards:
+            self._write(np.zeros(0, dtype=self.dtype), np.zeros(0, dtype=np.int32))
+        if self.data is not None:
+            self._finish_shard()
+        return sum(self.shards)
 
 
 @dataclass
@@ -113,6 +150,7 @@ class LanguageStats:
     lang: str
     fingerprint: dict
     splits: dict = field(default_factory=lambda: {s: SplitStats() for s in SPLITS})
+    train_shards: list = field(default_factory=list)  # tokens of each training shard, in order
 
     @classmethod
     def load(cls, path: Path) -> "LanguageStats":
@@ -121,7 +159,11 @@ class LanguageStats:
         return cls(**raw)
 
 
-def fingerprint(source: Path, dest: Path, valid_docs: int, seed: int, skip_invalid: bool) -> dict:
+# The (break mode, tokens per sample) of every recipe: their block boundaries are saved beside each shard.
+BLOCK_MODES = sorted({(r.sample_break_mode, r.tokens_per_sample) for r in RECIPES.values() if r.tokens_per_sample})
+
+
+def fingerprint(source: Path, dest: Path, valid_docs: int, seed: int, skip_invalid: bool, shard_tokens: int) -> dict:
     """What a language's shards depend on: a finished language is redone only when it changes."""
     stat = source.stat()
     digest = hashlib.sha256()
@@ -135,6 +177,8 @@ def fingerprint(source: Path, dest: Path, valid_docs: int, seed: int, skip_inval
         "valid_docs": valid_docs,
         "seed": seed,
         "skip_invalid": skip_invalid,
+        "shard_tokens": shard_tokens,
+        "block_modes": [list(mode) for mode in BLOCK_MODES],  # as json reads it back
     }
 
 
@@ -152,10 +196,12 @@ def finished(dest: Path, lang: str, expected: dict) -> Optional[LanguageStats]:
 
 
 def _encode_documents(
-    encoder: Encoder, documents: Iterable[tuple[bool, list[str]]], out: Path, stats: LanguageStats, batch_lines: int
+    encoder: Encoder, documents: Iterable[tuple[bool, list[str]]], out: Path, stats: LanguageStats, batch_lines: int,
+    shard_tokens: Optional[int],
 ) -> None:
-    """Write `out/{train,valid}.{bin,idx}` from (is_valid, document) pairs, counting into `stats`."""
-    writers = {s: ShardWriter(out / s, encoder.dtype) for s in SPLITS}
+    """Write `out/{train,valid}.{bin,idx}` from (is_valid, document) pairs, counting into `stats`;
+    the train split in shards of `shard_tokens` (None: one file)."""
+    writers = {s: ShardWriter(out / s, encoder.dtype, shard_tokens if s == SPLITS[0] else None) for s in SPLITS}
     pending: dict[str, list[str]] = {s: [] for s in SPLITS}
 
     def flush(split: str) -> None:
@@ -173,6 +219,7 @@ def _encode_documents(
     for split in SPLITS:
         flush(split)
         stats.splits[split].tokens = writers[split].close()
+    stats.train_shards = writers[SPLITS[0]].shards
 
 
 def _fresh_directory(path: Path) -> Path:
@@ -182,20 +229,45 @@ def _fresh_directory(path: Path) -> Path:
     return path
 
 
+def _save_blocks(tmp: Path, shards: int) -> None:
+    """The block boundaries of each training shard, for every recipe's block mode."""
+    for index in range(shards):
+        for mode, tokens_per_sample in BLOCK_MODES:
+            precompute_blocks(shard_of(tmp / SPLITS[0], index), tokens_per_sample, mode)
+
+
 def _publish(stats: LanguageStats, tmp: Path, out: Path) -> LanguageStats:
-    """The marker last, then `tmp` moved to `out` at once."""
+    """The marker last, then `tmp` moved to `out` at once, replacing an earlier run's output."""
     (tmp / LANGUAGE_MARKER).write_text(json.dumps(asdict(stats), indent=1))
-    publish_directory(tmp, out)
+    publish_directory(tmp, out, _earlier_output(out))
     return stats
+
+
+def _earlier_output(out: Path) -> list[str]:
+    """The files an earlier run's marker in `out` says it wrote there: its training shards
+    and their blocks, which a run with other settings may not write again."""
+    if not (out / LANGUAGE_MARKER).exists():
+        return []
+    earlier = json.loads((out / LANGUAGE_MARKER).read_text())
+    modes = earlier["fingerprint"].get("block_modes", [])
+    names = []
+    for index in range(len(earlier.get("train_shards", []))):
+        prefix = shard_of(Path(SPLITS[0]), index)
+        names += [f"{prefix}.bin", f"{prefix}.idx"]
+        names += [layout.blocks_path(prefix, mode, tokens).name for mode, tokens in modes]
+    return names
 
 
 def _binarize(
     documents: Iterable[tuple[bool, list[str]]], stats: LanguageStats, dest: Path, tmp: Path, out: Path,
-    threads: int, batch_lines: int,
+    threads: int, batch_lines: int, shard_tokens: Optional[int],
 ) -> LanguageStats:
-    """Encode `documents` under `tmp` and publish them as `out`."""
+    """Encode `documents` under `tmp` and publish them as `out`: a language's training shards
+    with their blocks, or (`shard_tokens` None) one piece of a language, to merge."""
     encoder = Encoder(dest / SPM_MODEL, dest / DICT, threads)
-    _encode_documents(encoder, documents, _fresh_directory(tmp), stats, batch_lines)
+    _encode_documents(encoder, documents, _fresh_directory(tmp), stats, batch_lines, shard_tokens)
+    if shard_tokens is not None:
+        _save_blocks(tmp, len(stats.train_shards))
     return _publish(stats, tmp, out)
 
 
@@ -209,19 +281,20 @@ def binarize_language(
     threads: int = 1,
     batch_lines: int = 8192,
 ) -> LanguageStats:
-    """Write `dest/<lang>/{train,valid}.{bin,idx}` and `dest/<lang>/stats.json`.
+    """Write `dest/<lang>/{train,valid}.{bin,idx}` (the train split in shards `train`, `train1`, ...
+    of `fingerprint["shard_tokens"]`) and `dest/<lang>/stats.json`.
 
     Everything is written under `dest/.partial/<lang>` and moved into place at
     the end, so an interrupted run leaves nothing fairseq or a rerun would take
     for finished."""
     return _binarize(iter_split(source, valid_ids, skip_invalid), LanguageStats(lang, fingerprint),
-                     dest, dest / PARTIAL / lang, dest / lang, threads, batch_lines)
+                     dest, dest / PARTIAL / lang, dest / lang, threads, batch_lines, fingerprint["shard_tokens"])
 
 
-# A language too large for one task is cut into shards of consecutive documents,
-# binarized in parallel and concatenated: fairseq's shards are their items' tokens
-# back to back (.bin) and the items' sizes (.idx), so the concatenation of the
-# shards' files is byte for byte the file one task would have written.
+# A language too large for one task is cut into pieces of consecutive documents,
+# binarized in parallel and merged: fairseq's files are their items' tokens back to
+# back (.bin) and the items' sizes (.idx), so streaming the pieces' items through one
+# ShardWriter gives byte for byte the training shards one task would have written.
 
 
 @dataclass(frozen=True)
@@ -277,29 +350,35 @@ def binarize_shard(
         return done
     documents = iter_split(source, valid_ids, skip_invalid, shard.first, shard.end, shard.offset)
     return _binarize(documents, LanguageStats(shard.lang, expected), dest, out.with_name(out.name + ".tmp"), out,
-                     threads, batch_lines)
+                     threads, batch_lines, None)
 
 
-def merge_shards(lang: str, dest: Path, shards: list[Shard], fingerprint: dict) -> LanguageStats:
-    """Concatenate the shards' splits into `dest/<lang>` as one task would have written it
-    (fairseq's MMapIndexedDatasetBuilder.merge_file_, without a Python loop over sizes)."""
+def merge_shards(lang: str, dest: Path, shards: list[Shard], fingerprint: dict, chunk_items: int = 1 << 20) -> LanguageStats:
+    """Stream the pieces' splits through one ShardWriter per split into `dest/<lang>`, as one
+    task would have written it, `chunk_items` items at a time."""
     parts = [shard_directory(dest, s) for s in sorted(shards, key=lambda s: s.index)]
     tmp = _fresh_directory(dest / PARTIAL / lang)
     stats = LanguageStats(lang, fingerprint)
     counted = [LanguageStats.load(part / LANGUAGE_MARKER) for part in parts]
     for split in SPLITS:
-        indexes = [MMapIndexedDataset.Index(str(p / f"{split}.idx")) for p in parts]
-        with open(tmp / f"{split}.bin", "wb") as out:
-            for part in parts:
-                with open(part / f"{split}.bin", "rb") as f:
-                    shutil.copyfileobj(f, out, 1 << 24)
-        with MMapIndexedDataset.Index.writer(str(tmp / f"{split}.idx"), indexes[0].dtype) as index:
-            index.write(np.concatenate([i.sizes for i in indexes]))
+        dtype = MMapIndexedDataset.Index(str(parts[0] / f"{split}.idx")).dtype
+        writer = ShardWriter(tmp / split, dtype, fingerprint["shard_tokens"] if split == SPLITS[0] else None)
+        for part in parts:
+            sizes = line_sizes(part / split)
+            offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
+            tokens = np.memmap(part / f"{split}.bin", dtype=dtype, mode="r") if offsets[-1] else None
+            for first in range(0, len(sizes), chunk_items):
+                end = min(first + chunk_items, len(sizes))
+                writer.add(np.asarray(tokens[offsets[first]:offsets[end]]), sizes[first:end])
+            del tokens
         total = stats.splits[split]
+        total.tokens = writer.close()
         for part in counted:
             total.documents += part.splits[split].documents
             total.lines += part.splits[split].lines
-            total.tokens += part.splits[split].tokens
+        if split == SPLITS[0]:
+            stats.train_shards = writer.shards
+    _save_blocks(tmp, len(stats.train_shards))
     _publish(stats, tmp, dest / lang)
     shutil.rmtree(parts[0].parent)
     return stats

@@ -8,10 +8,12 @@ other values redoes, or refuses, exactly what they change.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from xlmr.preprocess.vocabulary import XLMR_SPECIAL_IDS
 from xlmr.slurm.executor import ExecutorOptions
 
 
@@ -24,14 +26,37 @@ class SplitSettings:
     skip_invalid: bool  # --skip-invalid: drop (and count) lines that are not UTF-8
 
 
+class SettingError(ValueError):
+    """A setting that cannot work; the message names its flag."""
+
+
 @dataclass(frozen=True)
 class VocabularySettings:
-    """How the shared SentencePiece vocabulary is trained when none is given."""
+    """How the shared SentencePiece vocabulary is trained when none is given.
+
+    Checked when made: SentencePiece would reject these values only after the whole
+    corpus has been scanned and sampled, and without naming the flag.
+    """
 
     vocab_size: int  # --vocab-size
     alpha: float  # --alpha: q_i ∝ p_i^α for the sample of sentences (and stats.tsv's second q column)
     spm_sample_lines: int  # --spm-sample-lines: sentences to train on, at most
     character_coverage: float  # --character-coverage
+    spm_memory_gb: float  # --spm-memory-gb: the sample is cut so that training fits in this
+
+    def __post_init__(self) -> None:
+        special = sum(1 for piece_id in XLMR_SPECIAL_IDS.values() if piece_id >= 0)
+        if self.vocab_size <= special:
+            raise SettingError(f"--vocab-size must be more than the {special} special pieces, got {self.vocab_size}")
+        if not (math.isfinite(self.alpha) and self.alpha >= 0):
+            raise SettingError(f"--alpha must be a number >= 0 (0: languages alike, 1: as in the corpus), "
+                               f"got {self.alpha}")
+        if self.spm_sample_lines < 1:
+            raise SettingError(f"--spm-sample-lines must be at least 1, got {self.spm_sample_lines}")
+        if not self.spm_memory_gb > 0:
+            raise SettingError(f"--spm-memory-gb must be positive, got {self.spm_memory_gb}")
+        if not 0 < self.character_coverage <= 1:
+            raise SettingError(f"--character-coverage must be in (0, 1], got {self.character_coverage}")
 
 
 @dataclass(frozen=True)
@@ -53,5 +78,6 @@ class PrepareConfig:
     vocabulary: VocabularySettings
     given: Optional[GivenVocabulary]  # None: reuse DEST's vocabulary or train one
     workers: int  # --workers: local processes
-    shard_gb: float  # --shard-gb: a larger language file is binarized as parallel shards
+    shard_gb: float  # --shard-gb: a larger language file is encoded as parallel pieces
+    shard_tokens: int  # --shard-tokens: tokens per training shard (cut at document breaks)
     executor: ExecutorOptions  # --executor and the SLURM resources of the binarize array

@@ -2,7 +2,9 @@
 vocabulary -> binarized per-language shards that `fairseq-train` reads.
 
 DEST/spm.model, DEST/dict.txt    the vocabulary (trained here, or given with --spm-model/--dict)
-DEST/<lang>/{train,valid}.{bin,idx}  fairseq mmap shards, one item per line, </s> after each document
+DEST/<lang>/{train,valid}.{bin,idx}  fairseq mmap files, one item per line, an empty item after each document;
+                                 train in shards train, train1, ... of --shard-tokens, each with its
+                                 saved blocks (train.blocks-<mode>-<tokens>.npy)
 DEST/stats.tsv                   documents, lines, tokens, p_i and q_i per language
 """
 from __future__ import annotations
@@ -12,8 +14,10 @@ import json
 import logging
 import multiprocessing
 import os
+import resource
 import shutil
 import sys
+import time
 import zlib
 from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
@@ -23,7 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from xlmr.preprocess import binarize, corpus, report, sampling, vocabulary
-from xlmr.preprocess.config import GivenVocabulary, PrepareConfig, SplitSettings, VocabularySettings
+from xlmr.preprocess.config import GivenVocabulary, PrepareConfig, SettingError, SplitSettings, VocabularySettings
 from xlmr.slurm import executor as slurm_executor
 from xlmr.slurm import retrying_array
 from xlmr_plugin.data.language_resampling_dataset import smoothed_probabilities
@@ -46,11 +50,17 @@ def parse_args(argv: Optional[list[str]] = None) -> PrepareConfig:
     parser.add_argument("--dict", type=Path, help="with --spm-model: its fairseq dict.txt")
     parser.add_argument("--spm-sample-lines", type=int, default=10_000_000, help="sentences to train SentencePiece on, at most")
     parser.add_argument("--character-coverage", type=float, default=0.9995)
+    parser.add_argument("--spm-memory-gb", type=float, default=16.0,
+                        help="memory for SentencePiece's training: the sample is cut to fit (about "
+                             f"{vocabulary.SPM_BYTES_PER_SAMPLE_BYTE} bytes per byte of sample text)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel processes (default: all cores)")
     parser.add_argument("--seed", type=int, default=1, help="seeds the valid split and the vocabulary sample")
     parser.add_argument("--skip-invalid", action="store_true", help="drop lines that are not UTF-8 (counted) instead of failing")
     parser.add_argument("--shard-gb", type=float, default=4.0,
-                        help="a language file larger than this is binarized as shards in parallel, then merged")
+                        help="a language file larger than this is encoded as pieces in parallel, then merged")
+    parser.add_argument("--shard-tokens", type=int, default=2**25,
+                        help="training shards of whole documents of about this many tokens each (default 32Mi): "
+                             "a rank holds one shard per language per epoch")
     slurm_executor.add_arguments(parser, cpus=4, mem_gb=16, time_min=24 * 60)
     args = parser.parse_args(argv)
     if (args.spm_model is None) != (args.dict is None):
@@ -61,15 +71,23 @@ def parse_args(argv: Optional[list[str]] = None) -> PrepareConfig:
         parser.error("--workers must be at least 1")
     if args.shard_gb <= 0:
         parser.error("--shard-gb must be positive")
+    if args.shard_tokens < 4096:
+        parser.error(f"--shard-tokens must be at least 4096, got {args.shard_tokens}")
+    try:
+        vocab_settings = VocabularySettings(args.vocab_size, args.alpha, args.spm_sample_lines,
+                                            args.character_coverage, args.spm_memory_gb)
+    except SettingError as e:
+        parser.error(str(e))
     return PrepareConfig(
         corpus=args.corpus,
         dest=args.dest,
         langs=None if args.langs is None else tuple(args.langs),
         split=SplitSettings(args.valid_docs, args.seed, args.skip_invalid),
-        vocabulary=VocabularySettings(args.vocab_size, args.alpha, args.spm_sample_lines, args.character_coverage),
+        vocabulary=vocab_settings,
         given=None if args.spm_model is None else GivenVocabulary(args.spm_model, args.dict),
         workers=args.workers,
         shard_gb=args.shard_gb,
+        shard_tokens=args.shard_tokens,
         executor=slurm_executor.ExecutorOptions.from_args(args),
     )
 
@@ -101,7 +119,7 @@ def binarize_tasks(
             tasks.append(retrying_array.Task(f.lang, binarize.binarize_language, (f.lang, *common)))
             continue
         shards[f.lang] = binarize.plan_shards(f.lang, f.path, scans[f.lang].documents, count)
-        logger.info("%s: %d shards of about %d documents", f.lang, len(shards[f.lang]), shards[f.lang][0].end)
+        logger.info("%s: encoded as %d pieces of about %d documents", f.lang, len(shards[f.lang]), shards[f.lang][0].end)
         for shard in shards[f.lang]:
             tasks.append(retrying_array.Task(f"{f.lang}/{shard.index}", binarize.binarize_shard, (shard, *common)))
     return tasks, shards
@@ -111,10 +129,18 @@ def _valid_ids(scan: corpus.LanguageScan, split: SplitSettings) -> np.ndarray:
     return corpus.valid_document_ids(scan.lang, scan.documents, split.valid_docs, split.seed)
 
 
-def _write_sample(path: Path, valid_ids: np.ndarray, indices, times, out: Path, skip_invalid: bool) -> None:
-    with open(out, "w", encoding="utf-8") as f:
+def _write_sample(path: Path, valid_ids: np.ndarray, indices, times, out: Path, skip_invalid: bool,
+                  max_bytes: int) -> int:
+    """Write the drawn lines, stopping before `max_bytes`; returns the lines written."""
+    written = lines = 0
+    with open(out, "wb") as f:
         for line in sampling.sample_train_lines(path, valid_ids, indices, times, skip_invalid):
-            f.write(line + "\n")
+            data = (line + "\n").encode("utf-8")
+            if written + len(data) > max_bytes:
+                break
+            f.write(data)
+            written, lines = written + len(data), lines + 1
+    return lines
 
 
 def build_vocabulary(
@@ -129,21 +155,31 @@ def build_vocabulary(
     wanted = sampling.allocate(min(settings.spm_sample_lines, sum(train_lines)), q)
     work = dest / layout.PARTIAL / "spm-sample"
     work.mkdir(parents=True, exist_ok=True)
+    # each language's share of the byte budget follows its share of the lines
+    budget = settings.spm_memory_gb * 2**30 / vocabulary.SPM_BYTES_PER_SAMPLE_BYTE
     jobs = []
     for s, ids, available, n in zip(scans, valid, train_lines, wanted):
         rng = np.random.default_rng([split.seed, zlib.crc32(s.lang.encode()), 1])
         indices, times = sampling.choose_lines(available, int(n), rng)
-        jobs.append((s.path, ids, indices, times, work / f"{s.lang}.txt", split.skip_invalid))
-    _parallel(pool, _write_sample, jobs, "vocabulary sample")
+        jobs.append((s.path, ids, indices, times, work / f"{s.lang}.txt", split.skip_invalid,
+                     int(budget * n / max(1, wanted.sum()))))
+    written = _parallel(pool, _write_sample, jobs, "vocabulary sample")
     sample = work / "all.txt"
     with open(sample, "wb") as out:
         for job in jobs:
             with open(job[4], "rb") as part:
                 shutil.copyfileobj(part, out)
-    given = {s.lang: int(n) for s, n in zip(scans, wanted)}
+    given = {s.lang: int(n) for s, n in zip(scans, written)}
     logger.info("SentencePiece sample (alpha=%g): %s", settings.alpha, ", ".join(f"{k} {v}" for k, v in given.items()))
+    if sum(written) < wanted.sum():
+        logger.info("the sample was cut from %d to %d lines to fit --spm-memory-gb %g",
+                    wanted.sum(), sum(written), settings.spm_memory_gb)
     spm_path = dest / layout.SPM_MODEL
+    started = time.monotonic()
     vocabulary.train_sentencepiece(sample, spm_path, settings.vocab_size, threads, settings.character_coverage)
+    logger.info("SentencePiece: %.1f MB of sample trained in %.0f s; peak memory of xlmr-prepare %.2f GB",
+                sample.stat().st_size / 1e6, time.monotonic() - started,
+                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
     with open(sample, encoding="utf-8") as f:
         counts = vocabulary.piece_counts(spm_path, (line.rstrip("\n") for line in f), threads)
     with atomic_path(dest / layout.VOCAB_RECORD) as tmp:
@@ -164,6 +200,7 @@ def _vocabulary_record(settings: VocabularySettings, split: SplitSettings, langs
         "valid_docs": split.valid_docs,
         "character_coverage": settings.character_coverage,
         "spm_sample_lines": settings.spm_sample_lines,
+        "spm_memory_gb": settings.spm_memory_gb,
     }
 
 
@@ -227,7 +264,8 @@ def run(config: PrepareConfig) -> list[binarize.LanguageStats]:
             scan(files)
             spm_lines = build_vocabulary(dest, config.vocabulary, split, [scans[f.lang] for f in files], pool,
                                          config.workers)
-        fingerprints = {f.lang: binarize.fingerprint(f.path, dest, split.valid_docs, split.seed, split.skip_invalid)
+        fingerprints = {f.lang: binarize.fingerprint(f.path, dest, split.valid_docs, split.seed, split.skip_invalid,
+                                                    config.shard_tokens)
                         for f in files}
         done = {f.lang: binarize.finished(dest, f.lang, fingerprints[f.lang]) for f in files}
         todo = [f for f in files if done[f.lang] is None]

@@ -94,9 +94,9 @@ def small_dest(source: Path, dest: Path, items: Dict[str, Optional[int]], valid_
 def sampling_table(log: str) -> Dict[str, Dict[str, float]]:
     """The per-language table xlmr_mlm logs when it loads the training data (first one)."""
     table = log.split("language sampling, alpha=", 1)[1].split(" total ", 1)[0]
-    row = re.compile(r"\| (\S+) +(\d+) +([\d.]+) +([\d.]+) +(\d+) +(\d+) +([\d.]+)$")
+    row = re.compile(r"\| (\S+) +(\d+) +([\d.]+) +([\d.]+) +(\d+)/(\d+) +(\d+) +(\d+) +([\d.]+)$")
     rows = {}
     for match in filter(None, map(row.search, table.splitlines())):
         lang, *numbers = match.groups()
-        rows[lang] = dict(zip(["tokens", "p", "q", "blocks", "drawn", "ratio"], map(float, numbers)))
+        rows[lang] = dict(zip(["tokens", "p", "q", "shard", "shards", "blocks", "drawn", "ratio"], map(float, numbers)))
     return rows

@@ -11,7 +11,7 @@ import pytest
 import sentencepiece as spm
 from fairseq.data import Dictionary, data_utils
 
-from xlmr.preprocess import corpus, prepare, vocabulary
+from xlmr.preprocess import binarize, corpus, prepare, vocabulary
 from benchmarks import stock_prepare as reference
 from xlmr_plugin.data.language_resampling_dataset import smoothed_probabilities
 from xlmr_plugin.storage import layout
@@ -26,8 +26,9 @@ def test_the_console_script_runs_and_prints_its_summary(tmp_path, corpus_dir):
     ).stdout
     assert "spm_lines" in out and "el" in out and "mk" in out and "done now" in out
     for lang in ("el", "mk"):
+        blocks = {layout.blocks_path(Path("train"), mode, tokens).name for mode, tokens in binarize.BLOCK_MODES}
         assert {p.name for p in (tmp_path / "d" / lang).iterdir()} == {
-            "train.bin", "train.idx", "valid.bin", "valid.idx", "stats.json"}
+            "train.bin", "train.idx", "valid.bin", "valid.idx", "stats.json", *blocks}
 
 
 @pytest.mark.parametrize("lang", LANGS)

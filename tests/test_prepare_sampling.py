@@ -1,4 +1,5 @@
 """The exponentially smoothed language distribution and the vocabulary sample."""
+import json
 from pathlib import Path
 
 import numpy as np
@@ -54,3 +55,18 @@ def test_sample_streams_only_training_lines_as_often_as_drawn(tmp_path: Path):
     # document 1 ("b1") is held out: training lines are a1 a2 c1 c2 c3 (indices 0-4)
     lines = list(sample_train_lines(src, np.array([1]), np.array([1, 4]), np.array([2, 1])))
     assert lines == ["a2", "a2", "c3"]
+
+
+def test_vocabulary_sample_is_cut_to_the_memory_budget(corpus_dir, tmp_path, caplog):
+    """--spm-memory-gb bounds the sample's bytes (SentencePiece holds a multiple of them)."""
+    from xlmr.preprocess import prepare, vocabulary
+
+    budget_gb = 0.002
+    caplog.set_level("INFO")
+    assert prepare.main([str(corpus_dir), str(tmp_path / "d"), "--langs", "el,mk,sv", "--vocab-size", "500",
+                         "--workers", "2", "--spm-memory-gb", str(budget_gb)]) == 0
+    given = json.loads((tmp_path / "d" / "vocab.json").read_text())["sentences"]
+    assert "the sample was cut" in caplog.text and "peak memory of xlmr-prepare" in caplog.text
+    sample_mb = float(caplog.text.split("SentencePiece: ", 1)[1].split(" MB", 1)[0])
+    assert sample_mb * 1e6 <= budget_gb * 2**30 / vocabulary.SPM_BYTES_PER_SAMPLE_BYTE
+    assert 0 < sum(given.values())

@@ -1,5 +1,5 @@
 """xlmr-prepare --executor slurm on a real one-node cluster: an array task per language
-and per shard of the larger ones, byte-identical to the local run; failed tasks are
+and per piece of the larger ones, byte-identical to the local run; failed tasks are
 resubmitted once, then reported with their log."""
 import subprocess
 from pathlib import Path
@@ -20,16 +20,22 @@ def _outputs(dest: Path, langs: list[str]) -> dict[str, bytes]:
     return {f"{lang}/{p.name}": p.read_bytes() for lang in langs for p in sorted((dest / lang).iterdir())}
 
 
-def test_array_matches_local_run(slurm_cluster, xlmr_data, corpus_dir, tmp_path, caplog):
-    dest = tmp_path / "dest"
+def test_array_matches_local_run(slurm_cluster, corpus_dir, xlmr_data, tmp_path, caplog):
+    """The array's pieces, merged into training shards, are byte for byte the shards one
+    local task per language writes: the shard cuts fall across the pieces' seams."""
     vocab = ["--spm-model", str(xlmr_data / "spm.model"), "--dict", str(xlmr_data / "dict.txt")]
-    # 6 MB shards: en, ja and de in two shards each, fr and ru whole: eight array tasks
-    argv = [str(corpus_dir), str(dest), "--langs", ",".join(FIVE), *vocab, "--shard-gb", str(6e6 / 2**30), *SLURM]
+    common = [str(corpus_dir), "--langs", ",".join(FIVE), *vocab, "--shard-tokens", "500000"]
+    local = tmp_path / "local"
+    assert prepare.main([common[0], str(local), *common[1:], "--workers", "2"]) == 0
+    dest = tmp_path / "dest"
+    # 6 MB pieces: en, ja and de in two pieces each, fr and ru whole: eight array tasks
+    argv = [common[0], str(dest), *common[1:], "--shard-gb", str(6e6 / 2**30), *SLURM]
     caplog.set_level("INFO")
     assert prepare.main(argv) == 0
     assert "submitted array" in caplog.text and "8 tasks" in caplog.text
-    assert sum("2 shards" in m for m in caplog.messages) == 3
-    assert _outputs(dest, FIVE) == _outputs(xlmr_data, FIVE)
+    assert sum("2 pieces" in m for m in caplog.messages) == 3
+    assert len(list((dest / "en").glob("train*.idx"))) > 3
+    assert _outputs(dest, FIVE) == _outputs(local, FIVE)
     assert not (dest / ".partial").exists()
 
     caplog.clear()

@@ -69,19 +69,20 @@ class LanguageResamplingDataset(ResamplingDataset):
         copies, rest = divmod(self.actual_size, n)
         indices = np.concatenate(
             [np.tile(np.arange(n), copies), rng.choice(n, rest, replace=False)]
-        )
+        ).astype(np.int32 if n < 2**31 else np.int64)
         self._cur_indices = plasma_utils.PlasmaArray(indices)
 
 
 def log_sampling_table(langs: Sequence[str], tokens: Sequence[int], q: np.ndarray,
-                       blocks: Sequence[int], drawn: Sequence[int], alpha: float) -> None:
-    """One line per language, so a run's log records how it weighted each language."""
+                       blocks: Sequence[int], drawn: Sequence[int], alpha: float, shards: Sequence[str]) -> None:
+    """One line per language, so a run's log records how it weighted each language in each
+    epoch: p and q from all of a language's tokens, blocks from the epoch's shard of it."""
     p = np.asarray(tokens, dtype=np.float64) / float(np.sum(tokens))
     logger.info("language sampling, alpha=%g (p: share of tokens, q: sampling probability)", alpha)
-    logger.info("%-8s %12s %8s %8s %10s %10s %8s", "lang", "tokens", "p", "q", "blocks", "drawn", "ratio")
+    logger.info("%-8s %12s %8s %8s %8s %10s %10s %8s", "lang", "tokens", "p", "q", "shard", "blocks", "drawn", "ratio")
     for i, lang in enumerate(langs):
         logger.info(
-            "%-8s %12d %8.4f %8.4f %10d %10d %8.3f",
-            lang, tokens[i], p[i], q[i], blocks[i], drawn[i], drawn[i] / blocks[i],
+            "%-8s %12d %8.4f %8.4f %8s %10d %10d %8.3f",
+            lang, tokens[i], p[i], q[i], shards[i], blocks[i], drawn[i], drawn[i] / blocks[i],
         )
-    logger.info("%-8s %12d %8.4f %8.4f %10d %10d", "total", sum(tokens), 1.0, 1.0, sum(blocks), sum(drawn))
+    logger.info("%-8s %12d %8.4f %8.4f %8s %10d %10d", "total", sum(tokens), 1.0, 1.0, "", sum(blocks), sum(drawn))

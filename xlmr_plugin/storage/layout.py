@@ -48,6 +48,30 @@ def split_prefix(data: Path, lang: str, split: str) -> Path:
     return Path(data) / lang / split
 
 
+def shard_of(prefix: Path, index: int) -> Path:
+    """Prefix of part ``index`` of a split: ``train`` for the first, ``train<k>`` for the
+    others (fairseq's names for the parts of a split)."""
+    return Path(prefix) if index == 0 else Path(prefix).with_name(f"{Path(prefix).name}{index}")
+
+
+def train_shard(data: Path, lang: str, index: int) -> Path:
+    """Prefix of a language's training shard ``index``."""
+    return shard_of(split_prefix(data, lang, SPLITS[0]), index)
+
+
+def train_shards(data: Path, lang: str) -> List[Path]:
+    """A language's training shards in order, while present."""
+    found: List[Path] = []
+    while Path(f"{train_shard(data, lang, len(found))}.idx").exists():
+        found.append(train_shard(data, lang, len(found)))
+    return found
+
+
+def blocks_path(prefix: Path, break_mode: str, tokens_per_sample: int) -> Path:
+    """Where a shard's block boundaries for (break mode, tokens per sample) are kept."""
+    return Path(f"{prefix}.blocks-{break_mode}-{tokens_per_sample}.npy")
+
+
 def languages(data: Path, split: str = "train") -> List[str]:
     """The language folders of ``data`` that hold a binarized ``split``, sorted."""
     data = Path(data)

@@ -8,7 +8,7 @@ data path, and takes any subdirectory for a language.
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 from fairseq.data import (
@@ -17,10 +17,9 @@ from fairseq.data import (
     MaskTokensDataset,
     PrependTokenDataset,
     RawLabelDataset,
-    SortDataset,
-    TokenBlockDataset,
     data_utils,
 )
+from fairseq import utils
 from fairseq.tasks import register_task
 from fairseq.tasks.language_modeling import SAMPLE_BREAK_MODE_CHOICES
 from fairseq.tasks.masked_lm import MaskedLMConfig, MaskedLMTask
@@ -33,11 +32,13 @@ from xlmr_plugin.data.language_resampling_dataset import (
     smoothed_probabilities,
 )
 from xlmr_plugin.data.sentencepiece_word_starts import sentencepiece_word_starts
-from xlmr_plugin.data.split_long_lines_dataset import SplitLongLinesDataset
+from xlmr_plugin.data.mapped_block_dataset import MappedBlockDataset
+from xlmr_plugin.data.size_sorted_dataset import SizeSortedDataset
 from xlmr_plugin.data.token_target_dataset import token_target_dataset
 from xlmr_plugin.recipes import RECIPES
 from xlmr_plugin.tasks.downstream_probe_validation import DownstreamProbeValidation, parse_probes
 from xlmr_plugin.storage import layout
+from xlmr_plugin.storage.token_shards import language_shards
 from xlmr_plugin.tasks.fill_mask_inference import FillMaskInference
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,9 @@ logger = logging.getLogger(__name__)
 class XLMRMLMConfig(MaskedLMConfig):
     data: str = field(
         default="",
-        metadata={"help": "output folder of xlmr-prepare: dict.txt and <lang>/{train,valid}.{bin,idx}"},
+        metadata={"help": "output folder of xlmr-prepare: dict.txt and <lang>/{train,valid}.{bin,idx}, the train "
+                          "split in shards train, train1, ...; several folders joined by ':' add their shards "
+                          "in order (dict.txt from the first)"},
     )
     langs: str = field(
         default="",
@@ -91,26 +94,34 @@ class XLMRMLMTask(DownstreamProbeValidation, FillMaskInference, MaskedLMTask):
         self._word_starts = (
             sentencepiece_word_starts(self.dictionary) if cfg.mask_whole_words else None
         )
-        # per (split, language): masked blocks and the language's token count; epoch-independent
-        self._lang_cache: Dict[Tuple[str, str], Tuple[FairseqDataset, int]] = {}
+        self.paths = utils.split_paths(cfg.data)
+        # every shard is checked now, so that a missing or truncated one stops the run before its first step
+        shards = {lang: [s for path in self.paths for s in language_shards(path, lang)] for lang in self.langs}
+        self.train_shards = {lang: [prefix for prefix, _ in found] for lang, found in shards.items()}
+        self.train_tokens = {lang: sum(tokens for _, tokens in found) for lang, found in shards.items()}
+        # per (split, language): the shard in use and its masked blocks
+        self._lang_cache: Dict[Tuple[str, str], Tuple[int, Optional[FairseqDataset]]] = {}
 
     def has_sharded_data(self, split: str) -> bool:
-        """True makes train.py call load_dataset every epoch, where languages are redrawn.
+        """True makes train.py call load_dataset every epoch, where languages are redrawn
+        and each language moves on to its next shard (a language of one shard keeps it).
 
-        The drawn blocks, the shuffle and the length order of an epoch then all follow
-        from (seed, epoch), so a resumed run sees what an uninterrupted one would.
+        The shards, the drawn blocks, the shuffle and the length order of an epoch then
+        all follow from (seed, epoch), so a resumed run sees what an uninterrupted one would.
         """
         return split == self.cfg.train_subset
 
     def load_dataset(self, split: str, epoch: int = 1, combine: bool = False, **kwargs) -> None:
-        langs, parts, tokens = [], [], []
+        langs, parts, tokens, shards = [], [], [], []
         for lang in self.langs:
-            part, ntokens = self._language_dataset(split, lang)
+            shard = (epoch - 1) % len(self.train_shards[lang]) if split == self.cfg.train_subset else 0
+            part = self._language_dataset(split, lang, shard)
             if part is None:
                 continue
             langs.append(lang)
             parts.append(part)
-            tokens.append(ntokens)
+            tokens.append(self.train_tokens[lang])
+            shards.append(shard)
         if not parts:
             raise FileNotFoundError(f"no language of {self.langs} has a '{split}' split in {self.cfg.data}")
 
@@ -118,45 +129,34 @@ class XLMRMLMTask(DownstreamProbeValidation, FillMaskInference, MaskedLMTask):
             q = smoothed_probabilities(tokens, self.cfg.multilang_sampling_alpha)
             blocks = [len(p) for p in parts]
             drawn = blocks_per_language(q, blocks)
-            if epoch == 1 or not self.datasets.get(split):
-                log_sampling_table(langs, tokens, q, blocks, drawn, self.cfg.multilang_sampling_alpha)
+            log_sampling_table(langs, tokens, q, blocks, drawn, self.cfg.multilang_sampling_alpha,
+                               [f"{k + 1}/{len(self.train_shards[lang])}" for lang, k in zip(langs, shards)])
             parts = [
                 LanguageResamplingDataset(part, size, self.cfg.seed, self.langs.index(lang), epoch)
                 for lang, part, size in zip(langs, parts, drawn)
             ]
         dataset = ConcatDataset(parts)
         with data_utils.numpy_seed(self.cfg.seed, epoch):
-            shuffle = np.random.permutation(len(dataset))
-        self.datasets[split] = SortDataset(dataset, sort_order=[shuffle, dataset.sizes])
+            shuffle = np.random.permutation(len(dataset)).astype(np.int32 if len(dataset) < 2**31 else np.int64)
+        self.datasets[split] = SizeSortedDataset(dataset, shuffle)
         logger.info("%s: %d blocks from %d languages (epoch %d)", split, len(dataset), len(parts), epoch)
 
-    def _language_dataset(self, split: str, lang: str) -> Tuple[FairseqDataset, int]:
-        """Masked blocks of one language's split with its language id, cached across epochs."""
+    def _language_dataset(self, split: str, lang: str, shard: int) -> Optional[FairseqDataset]:
+        """Masked blocks of one shard of a language's split with its language id; the
+        language's current shard is kept across epochs, the others are let go."""
         key = (split, lang)
-        if key in self._lang_cache:
-            return self._lang_cache[key]
-        path = str(layout.split_prefix(self.cfg.data, lang, split))
-        raw = data_utils.load_indexed_dataset(path, self.dictionary)
-        if raw is None or len(raw) == 0:
-            if split == self.cfg.train_subset:
-                raise FileNotFoundError(f"language {lang}: no training data at {path}")
-            logger.warning("language %s has no %s split at %s: left out of it", lang, split, path)
-            self._lang_cache[key] = (None, 0)
-            return self._lang_cache[key]
-        block_size = self.cfg.tokens_per_sample - 1  # one less for <s>
-        lines = raw
-        if self.cfg.sample_break_mode != "none":
-            lines = SplitLongLinesDataset.wrap_if_needed(raw, block_size)
-        if self.cfg.sample_break_mode == "eos":
-            # one (split) line per block: the lines are the blocks. fairseq's
-            # TokenBlockDataset would compute the same, but its eos path uses
-            # np.compat, which numpy 2 removed
-            blocks = lines
+        if key in self._lang_cache and self._lang_cache[key][0] == shard:
+            return self._lang_cache[key][1]
+        if split == self.cfg.train_subset:
+            prefix = self.train_shards[lang][shard]
         else:
-            blocks = TokenBlockDataset(
-                lines, lines.sizes, block_size, pad=self.dictionary.pad(),
-                eos=self.dictionary.eos(), break_mode=self.cfg.sample_break_mode,
-            )
+            prefixes = [layout.split_prefix(path, lang, split) for path in self.paths]
+            prefix = next((p for p in prefixes if Path(f"{p}.idx").exists()), None)
+            if prefix is None:
+                logger.warning("language %s has no %s split in %s: left out of it", lang, split, self.cfg.data)
+                self._lang_cache[key] = (shard, None)
+                return None
+        blocks = MappedBlockDataset(prefix, self.cfg.tokens_per_sample, self.cfg.sample_break_mode)
         blocks = PrependTokenDataset(blocks, self.dictionary.bos())
         src, tgt = MaskTokensDataset.apply_mask(
             blocks, self.dictionary, pad_idx=self.dictionary.pad(), mask_idx=self.mask_idx,
@@ -170,16 +170,16 @@ class XLMRMLMTask(DownstreamProbeValidation, FillMaskInference, MaskedLMTask):
         dataset = token_target_dataset(
             src, self.dictionary.pad(), tgt, self.dictionary.pad(),
             # for per-language loss in the criterion; the model never sees it
-            extra={"lang_id": RawLabelDataset([self.langs.index(lang)] * len(src))},
+            extra={"lang_id": RawLabelDataset(np.full(len(src), self.langs.index(lang), dtype=np.int32))},
         )
-        logger.info("%s/%s: %d lines, %d blocks", lang, split, len(raw), len(dataset))
-        self._lang_cache[key] = (dataset, int(np.sum(raw.sizes)))
-        return self._lang_cache[key]
+        logger.info("%s: %d blocks", prefix, len(dataset))
+        self._lang_cache[key] = (shard, dataset)
+        return dataset
 
 
 def resolve_languages(data: str, langs: str) -> List[str]:
-    """The ``--langs`` list, or every subdirectory of ``data`` with a train split, sorted."""
-    found = layout.languages(data, "train")
+    """The ``--langs`` list, or every subdirectory of the data paths with a train split, sorted."""
+    found = sorted({lang for path in utils.split_paths(data) for lang in layout.languages(path, "train")})
     if not langs:
         if not found:  # a release directory (model.pt, dict.txt): enough to probe, not to train
             logger.warning("no language folder with train.{bin,idx} in %s: probing only", data)
@@ -196,7 +196,7 @@ def resolve_languages(data: str, langs: str) -> List[str]:
 
 def _validate(cfg: XLMRMLMConfig) -> None:
     """Fail at startup, naming the field, rather than deep inside data loading."""
-    if not cfg.data or not (Path(cfg.data) / layout.DICT).is_file():
+    if not cfg.data or not (Path(utils.split_paths(cfg.data)[0]) / layout.DICT).is_file():
         raise FileNotFoundError(f"data: {cfg.data!r} has no {layout.DICT} (run xlmr-prepare first)")
     if cfg.tokens_per_sample < 8:
         raise ValueError(f"--tokens-per-sample must be at least 8, got {cfg.tokens_per_sample}")
