@@ -17,6 +17,9 @@ from typing import BinaryIO, Iterator, Optional, Sequence
 import numpy as np
 
 SUFFIXES = (".txt", ".txt.gz", ".txt.xz")
+# what reading a damaged .gz or .xz file raises: EOFError when it is cut short, the others when
+# its bytes are wrong (BadGzipFile also for a wrong checksum, found only at the end of the file)
+_DAMAGED = (EOFError, gzip.BadGzipFile, zlib.error, lzma.LZMAError)
 
 
 class CorpusError(ValueError):
@@ -86,31 +89,59 @@ def open_binary(path: Path) -> BinaryIO:
     return open(path, "rb")
 
 
+def _where(path: Path, lineno: int, offset: int) -> str:
+    return f"{path}:{lineno}" if not offset else f"{path}, line {lineno} after byte {offset}"
+
+
+def _raw_lines(path: Path, offset: int) -> Iterator[bytes]:
+    """The file's lines as bytes from byte `offset` on; a damaged compressed file is a
+    CorpusError naming it and the line where reading stopped, never a bare EOFError or
+    zlib error from deep inside a worker."""
+    lineno = 0
+    try:
+        with open_binary(path) as f:
+            if offset:
+                f.seek(offset)
+            for lineno, raw in enumerate(f, 1):
+                yield raw
+    except _DAMAGED as e:
+        what = "truncated" if isinstance(e, EOFError) else "corrupt"
+        raise CorpusError(
+            f"{_where(path, lineno + 1, offset)}: {what} compressed file ({type(e).__name__}: {e}), "
+            f"reading stopped at this line; copy or compress the file again"
+        ) from None
+
+
 def decoded_lines(path: Path, offset: int = 0) -> Iterator[tuple[bytes, Optional[str]]]:
     """(raw bytes, text) of each line from byte `offset` on; text is None where the
     line is not UTF-8, else the line without its ending, a stray carriage return made
     a space (the text files we hand to other tools are read with universal newlines,
     which would split a line there)."""
-    with open_binary(path) as f:
-        if offset:
-            f.seek(offset)
-        for raw in f:
-            try:
-                text: Optional[str] = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                yield raw, None
-                continue
-            yield raw, text.rstrip("\n").rstrip("\r").replace("\r", " ")
+    for raw in _raw_lines(path, offset):
+        try:
+            text: Optional[str] = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            yield raw, None
+            continue
+        yield raw, text.rstrip("\n").rstrip("\r").replace("\r", " ")
+
+
+def _check_compressed(path: Path) -> None:
+    """Read a .gz or .xz file to its end: damaged bytes inside it first show as text that is
+    not UTF-8, and only its checksum at the end tells a corrupt file from a bad line."""
+    if path.name.endswith((".gz", ".xz")):
+        for _ in _raw_lines(path, 0):
+            pass
 
 
 def iter_lines(path: Path, skip_invalid: bool = False, offset: int = 0) -> Iterator[Optional[str]]:
     """Decoded lines from byte `offset` on; None for a line skipped as invalid."""
     for lineno, (raw, text) in enumerate(decoded_lines(path, offset), 1):
         if text is None and not skip_invalid:
+            _check_compressed(path)
             start = raw.decode("utf-8", errors="replace").find("\ufffd")
-            where = f"{path}:{lineno}" if not offset else f"{path}, line {lineno} after byte {offset}"
             raise CorpusError(
-                f"{where}: invalid UTF-8 at byte {start} of the line "
+                f"{_where(path, lineno, offset)}: invalid UTF-8 at byte {start} of the line "
                 f"({raw[max(0, start - 10):start + 10]!r}); fix the file or pass --skip-invalid"
             )
         yield text

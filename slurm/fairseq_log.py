@@ -1,7 +1,8 @@
 """Reading what fairseq-train logs: its stats records, saved checkpoints, model size and data.
 
 The one place that knows fairseq's log lines, so that `xlmr-train --status` and the study
-report read a run the same way, whatever ``--log-format`` it used. A line is
+report read a run the same way, whatever ``--log-format`` it used (json, or simple, which
+fairseq also writes for tqdm when its output is not a terminal, as in a SLURM job). A line is
 ``<time> | INFO | <name> | <message>`` (fairseq-train) or ``[<time>][<name>][INFO] - <message>``
 (fairseq-hydra-train). A stats record is logged under its tag as the logger's name:
 ``train_inner`` every ``--log-interval`` updates, ``train`` at the end of an epoch, the
@@ -26,6 +27,10 @@ _SUBSET = re.compile(r"^\S+ on '[^']*' subset$")  # the validation prefix of the
 _SAVED = re.compile(r"Saved checkpoint (\S+) \(epoch (\d+) @ (\d+) updates")
 _PARAMETERS = re.compile(r"num\. shared model params: ([\d,]+)")
 _DATA = re.compile(r"'task': \{'_name': '[^']*', 'data': '([^']*)'")
+# how a run says why it stopped: a Python exception's last line ("ValueError: ...",
+# "torch.OutOfMemoryError: ..."), argparse's or SLURM's "<program>: error: ...", or a record logged at ERROR
+_FAILURE = re.compile(r"^(?:[\w.]+(?:Error|Exception)\b|\S+: error: )|\| ERROR \| ")
+_EXITED = re.compile(r"Exited with exit code -?\d+$")  # srun's note that a task failed: the cause is elsewhere
 
 Stats = dict[str, Union[float, str]]
 
@@ -59,7 +64,14 @@ class TrainingData:
     path: str
 
 
-Event = Union[Record, SavedCheckpoint, ModelSize, TrainingData]
+@dataclass(frozen=True)
+class Failure:
+    """A line that says why the run (or the program starting it) failed, as written."""
+
+    line: str
+
+
+Event = Union[Record, SavedCheckpoint, ModelSize, TrainingData, Failure]
 
 
 def parse_line(line: str) -> Optional[Event]:
@@ -70,6 +82,8 @@ def parse_line(line: str) -> Optional[Event]:
         return ModelSize(int(m.group(1).replace(",", "")))
     if m := _DATA.search(line):
         return TrainingData(m.group(1))
+    if _FAILURE.search(line) and not _EXITED.search(line):
+        return Failure(line.strip())
     m = _LINE.search(line)
     if m is None:
         return None
@@ -93,6 +107,12 @@ def records(lines: Iterable[str], tag: Optional[str] = None) -> Iterator[Record]
     for event in events(lines):
         if isinstance(event, Record) and (tag is None or event.tag == tag):
             yield event
+
+
+def last_failure(lines: Iterable[str]) -> Optional[str]:
+    """The last line of ``lines`` (a log, a job's stderr) that says why something failed, or None."""
+    failures = [event.line for event in events(lines) if isinstance(event, Failure)]
+    return failures[-1] if failures else None
 
 
 def _stats(message: str) -> Optional[dict]:

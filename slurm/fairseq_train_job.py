@@ -21,6 +21,8 @@ from typing import Optional
 
 import submitit
 
+from xlmr.slurm import fairseq_log
+
 logger = logging.getLogger(__name__)
 
 CPU_DISTRIBUTED = ["--cpu", "--distributed-backend", "gloo", "--ddp-backend", "legacy_ddp"]
@@ -120,8 +122,9 @@ class FairseqTrainJob(submitit.helpers.Checkpointable):
                 sys.stdout.write(line)
                 tail = (tail + [line.rstrip()])[-20:]
         if proc.wait() != 0:
-            error = next((l for l in reversed(tail) if "Error" in l or "error" in l), tail[-1] if tail else "")
-            raise RuntimeError(f"fairseq-train failed (exit {proc.returncode}, rank {rank}): {error}\nlog: {log}")
+            # one line, the error last: submitit's report and `xlmr-train --wait` show a job's last line
+            error = fairseq_log.last_failure(tail) or (tail[-1] if tail else "no output")
+            raise RuntimeError(f"fairseq-train exited with {proc.returncode} on rank {rank} (log {log}): {error}")
         return self.log
 
     def checkpoint(self) -> submitit.helpers.DelayedSubmission:

@@ -3,8 +3,9 @@
 One task per GPU; `--preset NAME` trains a recipe of xlmr_plugin/recipes.py (the
 paper's base and large: bf16, which the job swaps for fp16 on a GPU without it), with
 `--update-freq` derived so that every update sees the recipe's total batch whatever
-the number of GPUs. Any other argument is passed to fairseq-train and wins over the
-preset. A job at its time limit or preempted is
+the number of GPUs. Without a preset the run still trains the recipes' masked-LM task and
+criterion (fairseq's own default is translation), in fp16 on GPUs. Any other argument is
+passed to fairseq-train and wins over the preset. A job at its time limit or preempted is
 requeued and resumes from RUN/checkpoints/checkpoint_last.pt.
 
 RUN/train.log     fairseq's log (rank 0)      RUN/checkpoints/  fairseq's checkpoints
@@ -20,8 +21,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
+import submitit
+
 from xlmr_plugin.recipes import PRECISIONS, RECIPES, Recipe
-from xlmr.slurm import arguments, retrying_array, train_status
+from xlmr.slurm import arguments, fairseq_log, retrying_array, train_status
 from xlmr.slurm import executor as slurm_executor
 from xlmr.slurm.fairseq_train_job import CPU_DISTRIBUTED, FairseqTrainJob
 
@@ -30,6 +33,9 @@ logger = logging.getLogger("xlmr-train")
 # a run without --preset: fp16 on GPUs, and at most this many updates redone after a preemption
 DEFAULT_PRECISION = "fp16"
 DEFAULT_SAVE_INTERVAL = 1000
+# and XLM-R's masked LM, which every recipe trains: fairseq's own default task is translation
+NO_PRESET = Recipe(task=RECIPES["base"].task, criterion=RECIPES["base"].criterion, precision=DEFAULT_PRECISION,
+                   save_interval_updates=DEFAULT_SAVE_INTERVAL)
 
 
 def plugin_dir() -> str:
@@ -61,9 +67,8 @@ def world_size(args: argparse.Namespace) -> int:
 
 
 def run_recipe(args: argparse.Namespace) -> Recipe:
-    """What this run trains: the preset's recipe (or none) on this run's hardware."""
-    recipe = RECIPES[args.preset] if args.preset else Recipe(precision=DEFAULT_PRECISION,
-                                                              save_interval_updates=DEFAULT_SAVE_INTERVAL)
+    """What this run trains: the preset's recipe (or `NO_PRESET`) on this run's hardware."""
+    recipe = RECIPES[args.preset] if args.preset else NO_PRESET
     return replace(recipe, cpu=args.gpus_per_node == 0, precision=args.precision or recipe.precision,
                    save_interval_updates=args.save_interval_updates or recipe.save_interval_updates)
 
@@ -110,13 +115,24 @@ def wait_and_report(jobs: list, run_dirs: list[Path]) -> int:
     for job, run_dir in zip(jobs, run_dirs):
         result = train_status.read_status(run_dir / "train.log")
         result.state = f"{retrying_array.scheduler_state(job.job_id) or 'ended'} (job {job.job_id})"
-        print("\n".join([f"job {job.job_id}:", *result.lines()]))
         why = retrying_array.failure(job)
         if why is not None:
             failed += 1
-            print(f"xlmr-train: job {job.job_id} failed: {result.error or why}\n  see {run_dir / 'train.log'} "
+            result.error = result.error or _stderr_failure(job) or why
+        print("\n".join([f"job {job.job_id}:", *result.lines()]))
+        if why is not None:
+            print(f"xlmr-train: job {job.job_id} failed: {result.error}\n  see {run_dir / 'train.log'} "
                   f"and {job.paths.stderr}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _stderr_failure(job: submitit.Job) -> Optional[str]:
+    """The error line of the job's SLURM stderr: what failed before fairseq wrote its log
+    (the job itself, or SLURM stopping it)."""
+    stderr = Path(job.paths.stderr)
+    if not stderr.exists():
+        return None
+    return fairseq_log.last_failure(stderr.read_text(encoding="utf-8", errors="replace").splitlines())
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -1,7 +1,9 @@
 """`xlmr-train --status JOB|RUN_DIR`: where a run stands, read from its log.
 
-fairseq-train logs a `train_inner` record per --log-interval and a line per saved
-checkpoint; the last of each is the state of the run.
+fairseq-train logs a `train_inner` record per --log-interval, a `train` record at the
+end of each epoch (and of the run) and a line per saved checkpoint; the newest of each is
+the state of the run. A run shorter than --log-interval (100 by default) has only `train`
+records.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from typing import Optional
 from xlmr.slurm import fairseq_log
 from xlmr.slurm.retrying_array import scheduler_state
 
-_ERRORS = ("Traceback", "RuntimeError", "FileNotFoundError", "ValueError", "AssertionError")
+_TRAINING = ("train_inner", "train")
 
 
 @dataclass
@@ -39,22 +41,33 @@ class RunStatus:
 
 
 def read_status(log: Path) -> RunStatus:
+    """The run as its log tells it; an error is kept only if the run made no progress after it
+    (a requeued job that failed once and then trained on is not failing)."""
     status = RunStatus(log)
     if not log.exists():
         return status
-    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
-        event = fairseq_log.parse_line(line)
-        if isinstance(event, fairseq_log.Record):
-            if event.tag == "train_inner":
-                record = event.stats
-                status.updates = int(record.get("num_updates", status.updates or 0))
-                status.loss = float(record.get("loss", status.loss or 0))
-                status.wps = float(record.get("wps", status.wps or 0))
+    for event in fairseq_log.events(log.read_text(encoding="utf-8", errors="replace").splitlines()):
+        if isinstance(event, fairseq_log.Record) and event.tag in _TRAINING:
+            _take_record(status, event)
+            status.error = None
         elif isinstance(event, fairseq_log.SavedCheckpoint):
             status.last_checkpoint, status.checkpoint_updates = event.path, event.updates
-        elif line.startswith(_ERRORS) or "Error: " in line:
-            status.error = line.strip()
+            status.error = None
+        elif isinstance(event, fairseq_log.Failure):
+            status.error = event.line
     return status
+
+
+def _take_record(status: RunStatus, record: fairseq_log.Record) -> None:
+    """Show a training record, unless it is the epoch's average (`train`) at the update count of
+    the `train_inner` record shown: the latter says how training goes now."""
+    stats = record.stats
+    updates = int(stats.get("num_updates", status.updates or 0))
+    if record.tag == "train" and updates == status.updates:
+        return
+    status.updates = updates
+    status.loss = float(stats.get("loss", status.loss or 0))
+    status.wps = float(stats.get("wps", status.wps or 0))
 
 
 def run_directory(job_or_dir: str) -> Path:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,51 @@ def test_invalid_utf8_names_file_and_line_or_is_skipped_and_counted(tmp_path, co
     assert "1 invalid lines skipped" in capsys.readouterr().out
 
 
+def truncated(data: bytes) -> bytes:
+    return data[: len(data) // 2]
+
+
+def with_bad_byte(data: bytes) -> bytes:
+    """A stored (level 0) gzip member with one byte changed: it still decompresses, to text that
+    is not UTF-8, and only the checksum at its end fails."""
+    damaged = bytearray(data)
+    damaged[len(damaged) // 2] = 0xFF
+    return bytes(damaged)
+
+
+def scrambled(data: bytes) -> bytes:
+    """40 bytes in the middle of a compressed stream changed: it no longer decompresses."""
+    middle = len(data) // 2
+    return data[:middle] + bytes(b ^ 0x55 for b in data[middle:middle + 40]) + data[middle + 40:]
+
+
+@pytest.mark.parametrize("name,pack,damage,found", [
+    pytest.param("el.txt.gz", gzip.compress, truncated, "truncated compressed file (EOFError: Compressed file ended",
+                 id="gz-truncated"),
+    pytest.param("el.txt.xz", lzma.compress, truncated, "truncated compressed file (EOFError: Compressed file ended",
+                 id="xz-truncated"),
+    pytest.param("el.txt.gz", gzip.compress, scrambled, "corrupt compressed file (error: Error -3 while decompressing",
+                 id="gz-scrambled"),
+    pytest.param("el.txt.xz", lzma.compress, scrambled, "corrupt compressed file (LZMAError: Corrupt input data)",
+                 id="xz-scrambled"),
+    pytest.param("el.txt.gz", lambda text: gzip.compress(text, compresslevel=0), with_bad_byte,
+                 "corrupt compressed file (BadGzipFile: CRC check failed", id="gz-bad-checksum"),
+])
+@pytest.mark.parametrize("skip_invalid", [False, True], ids=["strict", "skip-invalid"])
+def test_a_damaged_compressed_file_is_named_with_the_line_where_reading_stopped(
+        tmp_path, corpus_dir, capsys, name, pack, damage, found, skip_invalid):
+    corpus = make_corpus(tmp_path, corpus_dir, ["mk"])
+    text = (corpus_dir / "el.txt").read_bytes()
+    (corpus / name).write_bytes(damage(pack(text)))
+    assert run(corpus, tmp_path / "d", *(["--skip-invalid"] if skip_invalid else [])) == 2
+    err = error_of(capsys)
+    assert f"{corpus / name}:" in err and found in err and "invalid UTF-8" not in err, err
+    if damage is truncated:  # the lines that decompress are read; reading stops in the next one
+        readable = zlib.decompressobj(zlib.MAX_WBITS | 16) if name.endswith(".gz") else lzma.LZMADecompressor()
+        line = readable.decompress(damage(pack(text))).count(b"\n") + 1
+        assert f"{corpus / name}:{line}: truncated" in err
+
+
 def test_the_same_language_twice_is_refused(tmp_path, corpus_dir, capsys):
     corpus = make_corpus(tmp_path, corpus_dir)
     with gzip.open(corpus / "el.txt.gz", "wb") as f:
@@ -70,6 +116,19 @@ def test_the_same_language_twice_is_refused(tmp_path, corpus_dir, capsys):
     (corpus / "el.txt.gz").unlink()
     assert run(corpus, tmp_path / "d", "--langs", "el,mk,el") == 2
     assert "names 'el' twice" in error_of(capsys)
+
+
+@pytest.mark.parametrize("flag,value", [("--vocab-size", "0"), ("--vocab-size", "-8"), ("--alpha", "nan"),
+                                        ("--alpha", "-0.5")])
+def test_a_vocabulary_setting_that_cannot_work_is_refused_before_reading_the_corpus(
+        tmp_path, corpus_dir, capsys, flag, value):
+    corpus = make_corpus(tmp_path, corpus_dir)
+    with pytest.raises(SystemExit) as stop:
+        prepare.main([str(corpus), str(tmp_path / "d"), flag, value])
+    assert stop.value.code == 2
+    err = error_of(capsys)
+    assert f"xlmr-prepare: error: {flag} must be" in err and f"got {float(value) if flag == '--alpha' else value}" in err
+    assert not (tmp_path / "d").exists()
 
 
 def test_compressed_files_give_the_same_shards(tmp_path, corpus_dir):

@@ -1,6 +1,6 @@
 """xlmr-train on a real one-node cluster: a 2-task CPU job (gloo) against a local
-2-process run, a job requeued mid-run against an uninterrupted one, a failing job;
-and the preset arithmetic."""
+2-process run, a job requeued mid-run against an uninterrupted one, failing jobs, a run
+without a preset and one in fairseq's default log format; and the preset arithmetic."""
 import json
 import os
 import re
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from xlmr.slurm import arguments, train
+from xlmr.slurm import arguments, fairseq_log, train
 from xlmr.slurm.fairseq_train_job import fairseq_train_command
 from slurm_cluster import slurm_cluster  # noqa: F401  (the fixture)
 
@@ -31,6 +31,18 @@ def losses(log: str) -> list[tuple[int, float]]:
     """(update, loss) of every train_inner record of a fairseq json log."""
     records = [json.loads(m) for m in re.findall(r"\| INFO \| train_inner \| (\{.*\})", log)]
     return [(int(r["num_updates"]), float(r["loss"])) for r in records]
+
+
+def without(argv: list[str], *flags: str) -> list[str]:
+    """``argv`` less the given flags and their values."""
+    kept: list[str] = []
+    dropping = False
+    for token in argv:
+        if token.startswith("--"):
+            dropping = token in flags
+        if not dropping:
+            kept.append(token)
+    return kept
 
 
 def xlmr_train(*argv: str) -> subprocess.CompletedProcess:
@@ -99,6 +111,36 @@ def test_failing_job_shows_error_and_log(slurm_cluster, xlmr_data, tmp_path):
     assert run.returncode == 1
     assert "--langs: no training data for xx" in run.stderr
     assert f"see {tmp_path / 'bad' / 'train.log'}" in run.stderr
+
+
+def test_a_failed_job_reports_the_error_line_itself(slurm_cluster, xlmr_data, tmp_path):
+    run = xlmr_train(xlmr_data, "--run-dir", tmp_path / "bad", *SLURM, "--wait", *TINY, "--mask-probability", "0.2")
+    assert run.returncode == 1
+    error = "fairseq-train: error: unrecognized arguments: --mask-probability 0.2"
+    assert f"failed: {error}\n" in run.stderr, run.stderr
+    status = xlmr_train("--status", tmp_path / "bad")
+    assert f"error: {error}\n" in status.stdout, status.stdout
+
+
+def test_without_preset_the_job_trains_the_xlmr_task_and_criterion(slurm_cluster, xlmr_data, tmp_path):
+    run = xlmr_train(xlmr_data, "--run-dir", tmp_path / "run", *SLURM, "--tasks-per-node", "2", "--wait",
+                     *without(TINY, "--task", "--criterion"), "--max-update", "4")
+    assert run.returncode == 0, run.stdout + run.stderr
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "task: XLMRMLMTask" in log and "criterion: XLMRMaskedLmLoss" in log
+    assert [update for update, _ in losses(log)] == [1, 2, 3, 4]
+
+
+def test_status_reads_a_run_in_fairseqs_default_log_format(slurm_cluster, xlmr_data, tmp_path):
+    run = xlmr_train(xlmr_data, "--run-dir", tmp_path / "run", *SLURM, "--wait",
+                     *without(TINY, "--log-format", "--log-interval"), "--max-update", "4")
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = (tmp_path / "run" / "train.log").read_text().splitlines()
+    assert not list(fairseq_log.records(lines, "train_inner"))  # 4 updates, logged every 100 by default
+    [epoch] = fairseq_log.records(lines, "train")  # the simple format: "train | epoch 001 | loss 10.9 | ..."
+    status = xlmr_train("--status", tmp_path / "run").stdout
+    assert "updates: 4\n" in status and f"loss: {epoch.stats['loss']}\n" in status, status
+    assert f"words/s: {epoch.stats['wps']}\n" in status
 
 
 def test_preset_holds_total_batch_and_extra_arguments_win(tmp_path):

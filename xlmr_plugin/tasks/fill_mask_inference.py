@@ -6,11 +6,18 @@ interactive encoding cuts ``<mask>`` into SentencePiece pieces, and its
 uses ``np.compat`` (gone in numpy 2). This mixin supplies the three pieces; the
 interactive loop, batching (``--buffer-size``, ``--batch-size``), ``--input`` and the
 ``S/H/D/P`` output are fairseq's own.
+
+One bad input line must not end the loop, which would drop every line after it: a line
+that is not UTF-8 is read with U+FFFD for its bad bytes, and a line longer than the
+model's positions is cut to them, each with a warning naming the line (counted from 1
+over the whole input, as fairseq's ``S-<line - 1>``).
 """
 import logging
-from typing import Callable, List, Sequence, Tuple
+import sys
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
+from fairseq import utils
 from fairseq.data import (
     FairseqDataset,
     IdDataset,
@@ -30,7 +37,17 @@ logger = logging.getLogger(__name__)
 class FillMaskInference:
     """Mixin for a MaskedLMTask subclass (``self.dictionary``, ``self.mask_idx``)."""
 
+    _lines_read = 0  # input lines encoded so far
+    _max_positions: Optional[int] = None  # the models' limit, once build_generator has seen them
+
     def build_generator(self, models, args, **unused) -> FillMaskGenerator:
+        """The generator, and the start of an interactive run: its input is numbered from
+        here and cut to what the models take; stdin keeps bytes that are not UTF-8 (as
+        surrogates), where a strict locale would end fairseq's reading loop on them."""
+        self._lines_read = 0
+        self._max_positions = utils.resolve_max_positions(self.max_positions(), *[m.max_positions() for m in models])
+        if hasattr(sys.stdin, "reconfigure"):
+            sys.stdin.reconfigure(errors="surrogateescape")
         return FillMaskGenerator(self.dictionary, self.mask_idx, nbest=args.nbest)
 
     def get_interactive_tokens_and_lengths(
@@ -39,10 +56,37 @@ class FillMaskInference:
         """Encode each line span by span around its masks, as the HF tokenizer does."""
         tokens = []
         for line in lines:
+            self._lines_read += 1
+            line = self._readable(line)
             if MASK not in line:
                 logger.warning("no %s in input line %r: nothing to fill", MASK, line)
-            tokens.append(encode_masked(line, encode_fn, self.dictionary))
+            tokens.append(self._within_positions(encode_masked(line, encode_fn, self.dictionary)))
         return tokens, [t.numel() for t in tokens]
+
+    def _readable(self, line: str) -> str:
+        """``line`` with U+FFFD for the bytes that were not UTF-8 (read as surrogates),
+        which SentencePiece cannot take."""
+        try:
+            line.encode("utf-8")
+            return line
+        except UnicodeEncodeError as e:
+            logger.warning("input line %d is not UTF-8 (byte %d, 0x%02x): read with U+FFFD for its invalid bytes",
+                           self._lines_read, len(line[:e.start].encode("utf-8")), ord(line[e.start]) & 0xFF)
+            return line.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+    def _within_positions(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``tokens`` (ending in ``</s>``, without ``<s>``) cut to fit the model's positions
+        with the ``<s>`` before them, keeping the ``</s>``: fairseq would otherwise stop the
+        whole run on this line with an error."""
+        positions = utils.resolve_max_positions(self._max_positions, self.max_positions())
+        if tokens.numel() + 1 <= positions:
+            return tokens
+        kept = torch.cat([tokens[: positions - 2], tokens[-1:]])
+        lost = int(tokens[positions - 2:].eq(self.mask_idx).sum())
+        logger.warning("input line %d takes %d positions, more than the model's %d: only its first %d pieces are read%s",
+                       self._lines_read, tokens.numel() + 1, positions, positions - 2,
+                       f", dropping {lost} {MASK}" if lost else "")
+        return kept
 
     def build_dataset_for_inference(
         self, src_tokens: List[torch.Tensor], src_lengths: List[int], **unused
