@@ -30,7 +30,7 @@ from xlmr_plugin.data.mapped_block_dataset import line_sizes, precompute_blocks
 from xlmr_plugin.recipes import RECIPES
 from xlmr_plugin.storage import layout
 from xlmr_plugin.storage.layout import DICT, LANGUAGE_MARKER, PARTIAL, SPLITS, SPM_MODEL, shard_of
-from xlmr_plugin.storage.token_shards import write_index
+from xlmr_plugin.storage.token_shards import ShardError, check_shard, language_shards, write_index
 
 logger = logging.getLogger(__name__)
 
@@ -183,11 +183,21 @@ def fingerprint(source: Path, dest: Path, valid_docs: int, seed: int, skip_inval
 
 
 def _finished_in(directory: Path, expected: dict) -> Optional[LanguageStats]:
+    """The marker's stats when it matches `expected` and the files it describes are whole."""
     marker = directory / LANGUAGE_MARKER
     if not marker.exists():
         return None
     stats = LanguageStats.load(marker)
-    return stats if stats.fingerprint == expected else None
+    if stats.fingerprint != expected:
+        return None
+    try:
+        language_shards(directory.parent, directory.name)
+        if check_shard(directory / SPLITS[1]).tokens != stats.splits[SPLITS[1]].tokens:
+            raise ShardError(f"{directory / SPLITS[1]}: not the tokens {marker} records")
+    except ShardError as e:
+        logger.warning("%s: marked finished but damaged (%s): redoing it", directory, e)
+        return None
+    return stats
 
 
 def finished(dest: Path, lang: str, expected: dict) -> Optional[LanguageStats]:

@@ -10,12 +10,14 @@ DEST/stats.tsv                   documents, lines, tokens, p_i and q_i per langu
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import logging
 import multiprocessing
 import os
 import resource
 import shutil
+import signal
 import sys
 import time
 import zlib
@@ -33,6 +35,7 @@ from xlmr.slurm import retrying_array
 from xlmr_plugin.data.language_resampling_dataset import smoothed_probabilities
 from xlmr_plugin.storage import layout
 from xlmr_plugin.storage.atomic import atomic_path
+from xlmr_plugin.storage.writer_lock import FolderLocked, one_writer
 
 logger = logging.getLogger("xlmr-prepare")
 
@@ -99,6 +102,15 @@ def _parallel(pool: Executor, fn: Callable, jobs: Iterable[tuple], desc: str) ->
         for future in futures:
             future.add_done_callback(lambda _: bar.update())
         return [f.result() for f in futures]
+
+
+def _die_with_parent(parent: int) -> None:
+    """A pool worker is killed when xlmr-prepare dies (Linux's PR_SET_PDEATHSIG), so that
+    after a kill -9 of the main process no orphan goes on writing into DEST."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the call
+        os._exit(1)
 
 
 def _call(fn: Callable, *args):
@@ -249,7 +261,10 @@ def run(config: PrepareConfig) -> list[binarize.LanguageStats]:
     dest.mkdir(parents=True, exist_ok=True)
     files.sort(key=lambda f: -f.path.stat().st_size)  # largest first keeps every worker busy
     context = multiprocessing.get_context("fork")  # workers inherit the imports
-    with ProcessPoolExecutor(max_workers=min(config.workers, len(files)), mp_context=context) as pool:
+    with one_writer(dest, "xlmr-prepare"), ProcessPoolExecutor(
+        max_workers=min(config.workers, len(files)), mp_context=context, initializer=_die_with_parent,
+        initargs=(os.getpid(),),
+    ) as pool:
         scans: dict[str, corpus.LanguageScan] = {}
 
         def scan(selected: list[corpus.LanguageFile]) -> None:
@@ -303,7 +318,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     config = parse_args(argv)
     try:
         run(config)
-    except (corpus.CorpusError, vocabulary.VocabularyError, retrying_array.ArrayFailed) as e:
+    except (corpus.CorpusError, vocabulary.VocabularyError, retrying_array.ArrayFailed, FolderLocked) as e:
         print(f"xlmr-prepare: error: {e}", file=sys.stderr)
         return 2
     return 0

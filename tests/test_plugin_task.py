@@ -134,3 +134,12 @@ def test_mask_whole_words_without_bpe(dest):
                 inside_words += int(selected[j])
         masked_pieces += int(selected.sum())
     assert masked_pieces > 0 and inside_words > 0
+
+
+def test_a_criterion_that_cannot_read_masked_samples_is_refused(dest):
+    from fairseq.criterions.cross_entropy import CrossEntropyCriterionConfig
+    from omegaconf import OmegaConf
+
+    task = make_task(dest)
+    with pytest.raises(ValueError, match="--criterion xlmr_masked_lm .*not 'cross_entropy'"):
+        task.build_criterion(OmegaConf.structured(CrossEntropyCriterionConfig(_name="cross_entropy")))

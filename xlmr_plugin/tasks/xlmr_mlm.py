@@ -43,6 +43,9 @@ from xlmr_plugin.tasks.fill_mask_inference import FillMaskInference
 
 logger = logging.getLogger(__name__)
 
+# losses that read the masked targets of this task's samples; the first is the recipe's
+MASKED_LM_CRITERIA = (RECIPES["base"].criterion, "masked_lm")
+
 
 @dataclass
 class XLMRMLMConfig(MaskedLMConfig):
@@ -110,6 +113,16 @@ class XLMRMLMTask(DownstreamProbeValidation, FillMaskInference, MaskedLMTask):
         all follow from (seed, epoch), so a resumed run sees what an uninterrupted one would.
         """
         return split == self.cfg.train_subset
+
+    def build_criterion(self, cfg, from_checkpoint: bool = False):
+        """Refuse a loss that cannot read masked-LM samples: fairseq's default
+        ``cross_entropy`` trains on every position's target, pads included, and reports a
+        plausible loss about a seventh of the true one."""
+        name = getattr(cfg, "_name", None) or getattr(cfg, "criterion", None)
+        if name not in MASKED_LM_CRITERIA:
+            raise ValueError(f"--task xlmr_mlm trains with --criterion {MASKED_LM_CRITERIA[0]} "
+                             f"(or {', '.join(MASKED_LM_CRITERIA[1:])}), not {name!r}")
+        return super().build_criterion(cfg, from_checkpoint)
 
     def load_dataset(self, split: str, epoch: int = 1, combine: bool = False, **kwargs) -> None:
         langs, parts, tokens, shards = [], [], [], []
