@@ -9,7 +9,6 @@ and looks every piece up again in Python, one tensor per line.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -166,14 +165,11 @@ BLOCK_MODES = sorted({(r.sample_break_mode, r.tokens_per_sample) for r in RECIPE
 def fingerprint(source: Path, dest: Path, valid_docs: int, seed: int, skip_invalid: bool, shard_tokens: int) -> dict:
     """What a language's shards depend on: a finished language is redone only when it changes."""
     stat = source.stat()
-    digest = hashlib.sha256()
-    for name in (SPM_MODEL, DICT):
-        digest.update((dest / name).read_bytes())
     return {
         "source": str(source.resolve()),
         "source_size": stat.st_size,
         "source_mtime_ns": stat.st_mtime_ns,
-        "vocabulary_sha256": digest.hexdigest(),
+        "vocabulary_sha256": layout.vocabulary_sha256(dest),
         "valid_docs": valid_docs,
         "seed": seed,
         "skip_invalid": skip_invalid,

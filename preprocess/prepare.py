@@ -194,10 +194,12 @@ def build_vocabulary(
                 resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
     with open(sample, encoding="utf-8") as f:
         counts = vocabulary.piece_counts(spm_path, (line.rstrip("\n") for line in f), threads)
+    layout.write_dictionary(spm_path, counts, work / layout.DICT)
     with atomic_path(dest / layout.VOCAB_RECORD) as tmp:
         record = _vocabulary_record(settings, split, [s.lang for s in scans])
-        tmp.write_text(json.dumps({**record, "sentences": given}, indent=1))
-    layout.write_dictionary(spm_path, counts, dest / layout.DICT)  # last: its presence means done
+        digest = layout.pair_sha256(spm_path, work / layout.DICT)
+        tmp.write_text(json.dumps({**record, "sentences": given, "vocabulary_sha256": digest}, indent=1))
+    os.replace(work / layout.DICT, dest / layout.DICT)  # last: its presence means done
     shutil.rmtree(work)
     return given
 
@@ -229,7 +231,9 @@ def install_vocabulary(dest: Path, given: GivenVocabulary) -> None:
     with atomic_path(spm_path) as tmp:
         shutil.copyfile(given.spm_model, tmp)
     with atomic_path(dest / layout.VOCAB_RECORD) as tmp:
-        tmp.write_text(json.dumps({"given": {"spm_model": str(given.spm_model), "dict": str(given.dict)}}))
+        record = {"given": {"spm_model": str(given.spm_model), "dict": str(given.dict)},
+                  "vocabulary_sha256": layout.pair_sha256(spm_path, given.dict)}
+        tmp.write_text(json.dumps(record))
     with atomic_path(dict_path) as tmp:
         shutil.copyfile(given.dict, tmp)
 
@@ -242,6 +246,10 @@ def reuse_vocabulary(dest: Path, wanted: dict) -> bool:
         return False
     record_path = dest / layout.VOCAB_RECORD
     record = json.loads(record_path.read_text()) if record_path.exists() else {}
+    if record.get("vocabulary_sha256", layout.vocabulary_sha256(dest)) != layout.vocabulary_sha256(dest):
+        raise vocabulary.VocabularyError(
+            f"{dict_path} or {dest / layout.SPM_MODEL} changed after {record_path} was written: the vocabulary "
+            "is not the one made or given there; restore them, or use a new DEST")
     if "given" in record:
         logger.info("reusing the vocabulary given earlier (%s)", record["given"]["spm_model"])
         return True

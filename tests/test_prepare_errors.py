@@ -219,3 +219,13 @@ def test_an_interrupted_run_leaves_no_shard_that_looks_finished(tmp_path, corpus
     assert not (dest / "en").exists()  # the half-written shard stays under .partial/
     assert subprocess.run(command, capture_output=True).returncode == 0
     assert (dest / "en" / "stats.json").exists() and not (dest / ".partial").exists()
+
+
+def test_a_vocabulary_changed_behind_vocab_json_is_refused(corpus_dir, xlmr_data, tmp_path, capsys):
+    dest = tmp_path / "dest"
+    argv = [str(corpus_dir), str(dest), "--langs", "el,mk", "--vocab-size", "500", "--workers", "2"]
+    assert prepare.main(argv) == 0
+    (dest / "dict.txt").write_bytes((xlmr_data / "dict.txt").read_bytes())  # replaced, vocab.json kept
+    capsys.readouterr()
+    assert prepare.main(argv) == 2
+    assert "changed after" in capsys.readouterr().err

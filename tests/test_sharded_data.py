@@ -158,3 +158,18 @@ def fairseq_cli_failing(args) -> str:
     with pytest.raises(AssertionError, match="fairseq-train failed") as failed:
         fairseq_cli("fairseq-train", args)
     return str(failed.value)
+
+
+def test_shards_of_another_vocabulary_are_refused(sharded, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(sharded, data)
+    with open(data / layout.DICT, "a", encoding="utf-8") as f:
+        f.write("▁another 1\n")  # a dictionary other than the one the shards were made with
+    with pytest.raises(ShardError, match="binarized with another vocabulary"):
+        make_task(data)
+
+
+def test_blocks_longer_than_the_models_positions_are_refused_by_name(sharded, tmp_path):
+    args = [a if a != "64" else "600" for a in TINY]  # --tokens-per-sample 600, 512 positions
+    log = fairseq_cli_failing([sharded, *args, "--batch-size", "8", "--max-update", "5", "--save-dir", tmp_path])
+    assert "--tokens-per-sample 600 is more than the model's 512 positions" in log

@@ -18,6 +18,7 @@ A release directory (the official XLM-R downloads, ``xlmr-import-hf``'s output):
 from __future__ import annotations
 
 import csv
+import hashlib
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
@@ -100,6 +101,21 @@ def dictionary_dir(model_dir: Path, task_cfg: Any) -> Path:
     if data is None or not (data / DICT).is_file():
         raise FileNotFoundError(f"no {DICT} in {model_dir} nor in the checkpoint's data folder {data}: pass data_dir")
     return data
+
+
+def vocabulary_sha256(data: Path) -> str:
+    """The digest of ``data``'s spm.model and dict.txt, as xlmr-prepare records it in
+    vocab.json and in every language's marker: data binarized with one vocabulary and
+    read with another gives wrong ids silently."""
+    return pair_sha256(Path(data) / SPM_MODEL, Path(data) / DICT)
+
+
+def pair_sha256(spm_model: Path, dictionary: Path) -> str:
+    """``vocabulary_sha256`` of a (SentencePiece model, dict.txt) pair wherever it lies."""
+    digest = hashlib.sha256()
+    for path in (spm_model, dictionary):
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()
 
 
 def dictionary_size(data: Path) -> int:

@@ -18,7 +18,7 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 from fairseq.data.indexed_dataset import MMapIndexedDataset, _code_to_dtype, _dtype_header_code
@@ -114,17 +114,25 @@ def load_blocks(path: Path, tokens: int) -> np.ndarray:
     return slices
 
 
-def language_shards(data: Path, lang: str) -> List[Tuple[Path, int]]:
+def language_shards(data: Path, lang: str, vocabulary: Optional[str] = None) -> List[Tuple[Path, int]]:
     """(prefix, tokens) of each training shard of ``lang`` in ``data``, checked without reading them.
 
     ``xlmr-prepare``'s marker (``<lang>/stats.json``) records every shard's tokens, so one
     listing of the folder finds a missing shard and one ``stat`` per shard a truncated
     ``.bin``: a rank's start-up does not grow with the number of shards it will not read.
     Without a marker (data made elsewhere) each shard's index header is read instead.
+    With ``vocabulary`` (a ``layout.vocabulary_sha256``), shards binarized with another
+    vocabulary are refused.
     """
     lang_dir = Path(data) / lang
     marker = lang_dir / layout.LANGUAGE_MARKER
-    recorded = json.loads(marker.read_text()).get("train_shards") if marker.exists() else None
+    record = json.loads(marker.read_text()) if marker.exists() else {}
+    made_with = record.get("fingerprint", {}).get("vocabulary_sha256")
+    if vocabulary and made_with and made_with != vocabulary:
+        raise ShardError(f"{lang_dir}: binarized with another vocabulary than the one training reads "
+                         f"({marker} records {made_with[:12]}, the dictionary is {vocabulary[:12]}): "
+                         "rerun xlmr-prepare with this vocabulary, or train with the DEST's own")
+    recorded = record.get("train_shards")
     if recorded is None:
         return [(prefix, check_shard(prefix).tokens) for prefix in layout.train_shards(data, lang)]
     names = set(os.listdir(lang_dir))

@@ -98,12 +98,19 @@ class XLMRMLMTask(DownstreamProbeValidation, FillMaskInference, MaskedLMTask):
             sentencepiece_word_starts(self.dictionary) if cfg.mask_whole_words else None
         )
         self.paths = utils.split_paths(cfg.data)
-        # every shard is checked now, so that a missing or truncated one stops the run before its first step
-        shards = {lang: [s for path in self.paths for s in language_shards(path, lang)] for lang in self.langs}
+        # every shard is checked now (a missing, truncated or other vocabulary's shard stops the run
+        # before its first step)
+        vocabulary = layout.vocabulary_sha256(self.paths[0]) if self._has_spm_model() else None
+        shards = {lang: [s for path in self.paths for s in language_shards(path, lang, vocabulary)]
+                  for lang in self.langs}
         self.train_shards = {lang: [prefix for prefix, _ in found] for lang, found in shards.items()}
         self.train_tokens = {lang: sum(tokens for _, tokens in found) for lang, found in shards.items()}
         # per (split, language): the shard in use and its masked blocks
         self._lang_cache: Dict[Tuple[str, str], Tuple[int, Optional[FairseqDataset]]] = {}
+
+    def _has_spm_model(self) -> bool:
+        """The vocabulary's digest needs both files; data made elsewhere may lack spm.model."""
+        return (Path(self.paths[0]) / layout.SPM_MODEL).is_file()
 
     def has_sharded_data(self, split: str) -> bool:
         """True makes train.py call load_dataset every epoch, where languages are redrawn
@@ -113,6 +120,15 @@ class XLMRMLMTask(DownstreamProbeValidation, FillMaskInference, MaskedLMTask):
         all follow from (seed, epoch), so a resumed run sees what an uninterrupted one would.
         """
         return split == self.cfg.train_subset
+
+    def build_model(self, cfg, from_checkpoint: bool = False):
+        """The model, once its positions can hold a block: fairseq would otherwise drop
+        every block as too long and stop with "The dataset is empty"."""
+        model = super().build_model(cfg, from_checkpoint)
+        if self.cfg.tokens_per_sample > model.max_positions():
+            raise ValueError(f"--tokens-per-sample {self.cfg.tokens_per_sample} is more than the model's "
+                             f"{model.max_positions()} positions: lower it, or raise --max-positions")
+        return model
 
     def build_criterion(self, cfg, from_checkpoint: bool = False):
         """Refuse a loss that cannot read masked-LM samples: fairseq's default
