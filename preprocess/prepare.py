@@ -61,8 +61,8 @@ def parse_args(argv: Optional[list[str]] = None) -> PrepareConfig:
     parser.add_argument("--skip-invalid", action="store_true", help="drop lines that are not UTF-8 (counted) instead of failing")
     parser.add_argument("--shard-gb", type=float, default=4.0,
                         help="a language file larger than this is encoded as pieces in parallel, then merged")
-    parser.add_argument("--shard-tokens", type=int, default=2**25,
-                        help="training shards of whole documents of about this many tokens each (default 32Mi): "
+    parser.add_argument("--shard-tokens", type=int, default=2**23,
+                        help="training shards of whole documents of about this many tokens each (default 8Mi): "
                              "a rank holds one shard per language per epoch")
     slurm_executor.add_arguments(parser, cpus=4, mem_gb=16, time_min=24 * 60)
     args = parser.parse_args(argv)
