@@ -24,8 +24,8 @@ Choices of ours, where the paper says nothing:
 - Validation every 10k updates (under 1% of the run); the best checkpoint by
   ``loss_lang_mean``, the unweighted mean over languages, so that "best" does not mean
   best on the high-resource languages that dominate the token-weighted loss.
-- JSON logs every 100 updates (fairseq's default interval), which ``xlmr-train --status``,
-  ``xlmr-report`` and TensorBoard read.
+- JSON logs every 100 updates (fairseq's default interval), which ``xlmr-report`` and
+  TensorBoard read (``xlmr-train --status`` reads fairseq's other formats too).
 
 ``demo`` and ``toy`` keep the paper's optimiser and masking at a size that trains on CPU
 in minutes: 64-token blocks, no dropout, a higher peak lr and a short warmup.
