@@ -80,3 +80,15 @@ def test_bad_arguments_name_the_problem(trained, tmp_path):
     assert proc.returncode == 2 and "--mask-prob must be in (0, 1), got 1.5" in proc.stderr
     proc = run_tool("xlmr-eval-ppl", [ckpt, tmp_path], check=False)
     assert proc.returncode != 0 and "no <lang>/valid.idx shards and no <lang>.txt files" in proc.stderr
+
+
+def test_data_of_another_vocabulary_is_refused(trained, tmp_path):
+    dest, ckpt = trained
+    other = tmp_path / "other"
+    (other / "el").mkdir(parents=True)
+    for name in ("valid.bin", "valid.idx"):
+        (other / "el" / name).write_bytes((dest / "el" / name).read_bytes())
+    pieces = (dest / "dict.txt").read_text(encoding="utf-8").splitlines()
+    (other / "dict.txt").write_text("\n".join(pieces[1:] + pieces[:1]) + "\n", encoding="utf-8")  # ids shifted
+    proc = run_tool("xlmr-eval-ppl", [ckpt, other, "--langs", "el"], check=False)
+    assert proc.returncode == 2 and "xlmr-eval-ppl: error: " in proc.stderr and "is not the model's dictionary" in proc.stderr

@@ -98,8 +98,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     if torch.cuda.is_available() and not args.cpu:
         xlmr.cuda()
     langs = [lang for lang in args.langs.split(",") if lang] or None
-    data = load_heldout(args.data, langs, args.split, xlmr.task.source_dictionary, xlmr.encode_line,
-                        xlmr.model.max_positions() - 1, args.max_lines)
+    try:
+        data = load_heldout(args.data, langs, args.split, xlmr.task.source_dictionary, xlmr.encode_line,
+                            xlmr.model.max_positions() - 1, args.max_lines)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"xlmr-eval-ppl: error: {e}", file=sys.stderr)
+        return 2
     sums = {lang: masked_lm_loss(xlmr, lines, args.seed, args.mask_prob, args.batch_size) for lang, lines in data.items()}
     table = summarize(sums)
     print(format_table(table))

@@ -59,6 +59,16 @@ def heldout_lines(
     return SplitLongLinesDataset.wrap_if_needed(ListDataset(lines, [len(line) for line in lines]), max_len)
 
 
+def check_same_dictionary(data: Path, dictionary: Dictionary) -> None:
+    """The shards of ``data`` hold ids of its dict.txt: read with another dictionary (a model
+    trained on another vocabulary), every loss would be computed on other pieces, silently."""
+    theirs = Dictionary.load(str(data / layout.DICT))
+    if theirs.symbols != dictionary.symbols[: len(theirs)] or len(dictionary) - len(theirs) > 1:
+        raise ValueError(f"{data / layout.DICT} is not the model's dictionary ({len(theirs)} against "
+                         f"{len(dictionary)} symbols, <mask> included): evaluate on data made with the "
+                         "model's vocabulary, or pass the model's with --dict-dir")
+
+
 def load_heldout(
     data: Path, langs: Optional[List[str]], split: str, dictionary: Dictionary,
     encode: Callable[[str], torch.Tensor], max_len: int, max_lines: Optional[int] = None,
@@ -67,4 +77,6 @@ def load_heldout(
     langs = langs or available_languages(data, split)
     if not langs:
         raise FileNotFoundError(f"{data}: no <lang>/{split}.idx shards and no <lang>.txt files")
+    if (Path(data) / layout.DICT).is_file():
+        check_same_dictionary(Path(data), dictionary)
     return {lang: heldout_lines(data, lang, split, dictionary, encode, max_len, max_lines) for lang in langs}
