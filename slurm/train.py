@@ -157,11 +157,15 @@ def main(argv: Optional[list[str]] = None) -> int:
         job()
         print("\n".join(train_status.read_status(run_dir / "train.log").lines()))
         return 0
-    executor = make_executor(args, run_dir / "slurm", f"xlmr-{run_dir.name}")
-    executor.update_parameters(slurm_comment=str(run_dir))
-    submitted = executor.submit(job)
-    announce(submitted, run_dir)
-    return wait_and_report([submitted], [run_dir]) if args.wait else 0
+    try:
+        executor = make_executor(args, run_dir / "slurm", f"xlmr-{run_dir.name}")
+        executor.update_parameters(slurm_comment=str(run_dir))
+        submitted = executor.submit(job)
+        announce(submitted, run_dir)
+        return wait_and_report([submitted], [run_dir]) if args.wait else 0
+    except retrying_array.NeverStarts as e:
+        print(f"xlmr-train: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
