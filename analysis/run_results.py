@@ -101,7 +101,7 @@ def _shares(data: Optional[Path], langs: list[str]) -> dict[str, float]:
 def characters_per_token(data: Path, langs: list[str]) -> dict[str, float]:
     """Characters per token of each language's valid split under DATA's vocabulary, to
     turn bits per token into bits per character, which compares across vocabularies."""
-    from fairseq.data import indexed_dataset
+    from xlmr_plugin.storage.token_shards import read_tokens  # fairseq's import only where needed
 
     pieces = ["<s>", "<pad>", "\n", "<unk>"]
     with open(data / layout.DICT, encoding="utf-8") as f:
@@ -109,9 +109,7 @@ def characters_per_token(data: Path, langs: list[str]) -> dict[str, float]:
     lengths = np.array([1 if p == "\n" else len(p) for p in pieces] + [1], dtype=np.float64)
     out = {}
     for lang in langs:
-        prefix = str(layout.split_prefix(data, lang, "valid"))
-        dtype = indexed_dataset.MMapIndexedDataset.Index(indexed_dataset.index_file_path(prefix)).dtype
-        tokens = np.memmap(indexed_dataset.data_file_path(prefix), dtype=dtype, mode="r")
+        tokens = read_tokens(layout.split_prefix(data, lang, "valid"))
         counts = np.bincount(tokens, minlength=len(lengths))[: len(lengths)]
         out[lang] = float(counts @ lengths) / max(1, int(counts.sum()))
     return out

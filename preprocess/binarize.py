@@ -21,7 +21,7 @@ from typing import Iterable, Optional
 import numpy as np
 import sentencepiece as spm
 from fairseq.data import Dictionary
-from fairseq.data.indexed_dataset import MMapIndexedDataset, best_fitting_int_dtype
+from fairseq.data.indexed_dataset import best_fitting_int_dtype
 
 from xlmr.preprocess.corpus import decoded_lines, iter_split
 from xlmr_plugin.storage.atomic import publish_directory
@@ -29,7 +29,9 @@ from xlmr_plugin.data.mapped_block_dataset import line_sizes, precompute_blocks
 from xlmr_plugin.recipes import RECIPES
 from xlmr_plugin.storage import layout
 from xlmr_plugin.storage.layout import DICT, LANGUAGE_MARKER, PARTIAL, SPLITS, SPM_MODEL, shard_of
-from xlmr_plugin.storage.token_shards import ShardError, check_shard, language_shards, write_index
+from xlmr_plugin.storage.token_shards import (
+    ShardError, check_shard, language_shards, read_summary, read_tokens, write_index,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -162,14 +164,16 @@ class LanguageStats:
 BLOCK_MODES = sorted({(r.sample_break_mode, r.tokens_per_sample) for r in RECIPES.values() if r.tokens_per_sample})
 
 
-def fingerprint(source: Path, dest: Path, valid_docs: int, seed: int, skip_invalid: bool, shard_tokens: int) -> dict:
-    """What a language's shards depend on: a finished language is redone only when it changes."""
+def fingerprint(source: Path, vocabulary_sha256: str, valid_docs: int, seed: int, skip_invalid: bool,
+                shard_tokens: int) -> dict:
+    """What a language's shards depend on (`vocabulary_sha256`: `layout.vocabulary_sha256` of
+    DEST): a finished language is redone only when it changes."""
     stat = source.stat()
     return {
         "source": str(source.resolve()),
         "source_size": stat.st_size,
         "source_mtime_ns": stat.st_mtime_ns,
-        "vocabulary_sha256": layout.vocabulary_sha256(dest),
+        "vocabulary_sha256": vocabulary_sha256,
         "valid_docs": valid_docs,
         "seed": seed,
         "skip_invalid": skip_invalid,
@@ -367,12 +371,12 @@ def merge_shards(lang: str, dest: Path, shards: list[Shard], fingerprint: dict, 
     stats = LanguageStats(lang, fingerprint)
     counted = [LanguageStats.load(part / LANGUAGE_MARKER) for part in parts]
     for split in SPLITS:
-        dtype = MMapIndexedDataset.Index(str(parts[0] / f"{split}.idx")).dtype
+        dtype = read_summary(parts[0] / split).dtype
         writer = ShardWriter(tmp / split, dtype, fingerprint["shard_tokens"] if split == SPLITS[0] else None)
         for part in parts:
             sizes = line_sizes(part / split)
             offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
-            tokens = np.memmap(part / f"{split}.bin", dtype=dtype, mode="r") if offsets[-1] else None
+            tokens = read_tokens(part / split)
             for first in range(0, len(sizes), chunk_items):
                 end = min(first + chunk_items, len(sizes))
                 writer.add(np.asarray(tokens[offsets[first]:offsets[end]]), sizes[first:end])

@@ -246,7 +246,8 @@ def reuse_vocabulary(dest: Path, wanted: dict) -> bool:
         return False
     record_path = dest / layout.VOCAB_RECORD
     record = json.loads(record_path.read_text()) if record_path.exists() else {}
-    if record.get("vocabulary_sha256", layout.vocabulary_sha256(dest)) != layout.vocabulary_sha256(dest):
+    recorded = record.get("vocabulary_sha256")
+    if recorded is not None and recorded != layout.vocabulary_sha256(dest):
         raise vocabulary.VocabularyError(
             f"{dict_path} or {dest / layout.SPM_MODEL} changed after {record_path} was written: the vocabulary "
             "is not the one made or given there; restore them, or use a new DEST")
@@ -287,7 +288,8 @@ def run(config: PrepareConfig) -> list[binarize.LanguageStats]:
             scan(files)
             spm_lines = build_vocabulary(dest, config.vocabulary, split, [scans[f.lang] for f in files], pool,
                                          config.workers)
-        fingerprints = {f.lang: binarize.fingerprint(f.path, dest, split.valid_docs, split.seed, split.skip_invalid,
+        digest = layout.vocabulary_sha256(dest)  # once: it reads the whole vocabulary
+        fingerprints = {f.lang: binarize.fingerprint(f.path, digest, split.valid_docs, split.seed, split.skip_invalid,
                                                     config.shard_tokens)
                         for f in files}
         done = {f.lang: binarize.finished(dest, f.lang, fingerprints[f.lang]) for f in files}

@@ -20,7 +20,7 @@ from fairseq.data.token_block_utils_fast import _get_slice_indices_fast
 from xlmr_plugin.data.array_sized import ArraySized
 from xlmr_plugin.data.split_long_lines_dataset import split_plan
 from xlmr_plugin.storage import layout
-from xlmr_plugin.storage.token_shards import check_shard, load_blocks, write_blocks
+from xlmr_plugin.storage.token_shards import load_blocks, read_tokens, write_blocks
 
 logger = logging.getLogger(__name__)
 
@@ -61,15 +61,14 @@ class MappedBlockDataset(ArraySized, FairseqDataset):
 
     def __init__(self, prefix: Path, tokens_per_sample: int, break_mode: str):
         break_mode = str(break_mode)  # the config's may be an enum
-        summary = check_shard(prefix)
+        self.tokens = read_tokens(prefix)
         saved = layout.blocks_path(prefix, break_mode, tokens_per_sample)
         if saved.exists():
-            self.slices = load_blocks(saved, summary.tokens)
+            self.slices = load_blocks(saved, len(self.tokens))
         else:
             logger.info("%s: computing blocks (%s, %d): none saved by xlmr-prepare", prefix, break_mode,
                         tokens_per_sample)
             self.slices = block_slices(line_sizes(prefix), tokens_per_sample, break_mode)
-        self.tokens = np.memmap(f"{prefix}.bin", dtype=summary.dtype, mode="r") if summary.tokens else np.zeros(0)
         self._sizes = np.diff(self.slices, axis=1)[:, 0].astype(np.int32)
 
     def __getitem__(self, index: int) -> torch.Tensor:

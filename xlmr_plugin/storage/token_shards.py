@@ -83,6 +83,15 @@ def check_shard(prefix: Path) -> IndexSummary:
     return summary
 
 
+def read_tokens(prefix: Path) -> np.ndarray:
+    """A checked shard's tokens back to back, memory-mapped (an empty array for an empty
+    shard, which cannot be mapped)."""
+    summary = check_shard(prefix)
+    if summary.tokens == 0:
+        return np.zeros(0, dtype=summary.dtype)
+    return np.memmap(Path(prefix).with_suffix(".bin"), dtype=summary.dtype, mode="r")
+
+
 def write_index(path: Path, dtype: type, sizes: np.ndarray) -> None:
     """fairseq's ``.idx`` for items of ``sizes`` tokens, byte for byte as its writer makes it."""
     sizes = np.asarray(sizes, dtype=np.int32)

@@ -186,6 +186,8 @@ class XLMRMLMTask(DownstreamProbeValidation, FillMaskInference, MaskedLMTask):
                 self._lang_cache[key] = (shard, None)
                 return None
         blocks = MappedBlockDataset(prefix, self.cfg.tokens_per_sample, self.cfg.sample_break_mode)
+        if len(blocks) == 0 and split == self.cfg.train_subset:
+            raise FileNotFoundError(f"language {lang}: no training data in {prefix}")
         blocks = PrependTokenDataset(blocks, self.dictionary.bos())
         src, tgt = MaskTokensDataset.apply_mask(
             blocks, self.dictionary, pad_idx=self.dictionary.pad(), mask_idx=self.mask_idx,
