@@ -53,14 +53,27 @@ def test_release_probes_through_fairseq_interactive(release):
     assert len([line for line in out.splitlines() if line.startswith("D-0\t")]) == 2
 
 
-def test_unknown_shape_names_the_fields(trained, release):
+def test_a_shape_of_no_architecture_loads_with_its_own_sizes(trained, release, tmp_path):
     cfg = XLMR.from_pretrained(release).cfg.model
     cfg.encoder_layers = 3
-    with pytest.raises(ValueError, match="encoder_layers=3.*xlmr_tiny=\\(2, 64, 4, 256, False\\)"):
-        plugin_architecture(cfg)
+    assert plugin_architecture(cfg) == "xlmr_base"
+    cfg.encoder_normalize_before = True
+    assert plugin_architecture(cfg) == "xlmr_xl"
     assert plugin_architecture(type("Cfg", (), dict(
         encoder_layers=12, encoder_embed_dim=768, encoder_attention_heads=12, encoder_ffn_embed_dim=3072))) == "xlmr_base"
     assert len(SHAPES) == len(set(SHAPES.values())), "two archs of one shape would make the import ambiguous"
+    # a real checkpoint of stock roberta_base at sizes no xlmr_* architecture has
+    dest, _ = trained
+    fairseq_cli("fairseq-train", [
+        dest, "--task", "multilingual_masked_lm", "--arch", "roberta_base", "--criterion", "masked_lm",
+        "--encoder-layers", "1", "--encoder-embed-dim", "32", "--encoder-attention-heads", "2",
+        "--encoder-ffn-embed-dim", "64", "--optimizer", "adam", "--lr", "1e-3", "--tokens-per-sample", "64",
+        "--batch-size", "8", "--max-update", "2", "--disable-validation", "--cpu", "--save-dir", tmp_path,
+    ])
+    model = XLMR.from_pretrained(tmp_path, "checkpoint_last.pt", data_dir=dest)
+    assert model.cfg.model.arch == "xlmr_base"
+    assert len(model.model.encoder.sentence_encoder.layers) == 1
+    assert model.model.encoder.sentence_encoder.embed_tokens.weight.shape[1] == 32
 
 
 def test_release_continues_pretraining_with_restore_file(trained, release, tmp_path):
