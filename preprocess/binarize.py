@@ -26,6 +26,7 @@ from fairseq.data.indexed_dataset import best_fitting_int_dtype
 from xlmr.preprocess.corpus import decoded_lines, iter_split
 from xlmr_plugin.storage.atomic import publish_directory
 from xlmr_plugin.data.mapped_block_dataset import line_sizes, precompute_blocks
+from xlmr_plugin.data.packed_block_dataset import precompute_packed
 from xlmr_plugin.recipes import RECIPES
 from xlmr_plugin.storage import layout
 from xlmr_plugin.storage.layout import DICT, LANGUAGE_MARKER, PARTIAL, SPLITS, SPM_MODEL, shard_of
@@ -242,8 +243,12 @@ def _fresh_directory(path: Path) -> Path:
 def _save_blocks(tmp: Path, shards: int) -> None:
     """The block boundaries of each training shard, for every recipe's block mode."""
     for index in range(shards):
+        prefix = shard_of(tmp / SPLITS[0], index)
         for mode, tokens_per_sample in BLOCK_MODES:
-            precompute_blocks(shard_of(tmp / SPLITS[0], index), tokens_per_sample, mode)
+            if mode == layout.PACKED:
+                precompute_packed(prefix, tokens_per_sample)
+            else:
+                precompute_blocks(prefix, tokens_per_sample, mode)
 
 
 def _publish(stats: LanguageStats, tmp: Path, out: Path) -> LanguageStats:
@@ -264,7 +269,7 @@ def _earlier_output(out: Path) -> list[str]:
     for index in range(len(earlier.get("train_shards", []))):
         prefix = shard_of(Path(SPLITS[0]), index)
         names += [f"{prefix}.bin", f"{prefix}.idx"]
-        names += [layout.blocks_path(prefix, mode, tokens).name for mode, tokens in modes]
+        names += [path.name for mode, tokens in modes for path in layout.block_files(prefix, mode, tokens)]
     return names
 
 

@@ -26,7 +26,8 @@ def test_the_console_script_runs_and_prints_its_summary(tmp_path, corpus_dir):
     ).stdout
     assert "spm_lines" in out and "el" in out and "mk" in out and "done now" in out
     for lang in ("el", "mk"):
-        blocks = {layout.blocks_path(Path("train"), mode, tokens).name for mode, tokens in binarize.BLOCK_MODES}
+        blocks = {path.name for mode, tokens in binarize.BLOCK_MODES
+                  for path in layout.block_files(Path("train"), mode, tokens)}
         assert {p.name for p in (tmp_path / "d" / lang).iterdir()} == {
             "train.bin", "train.idx", "valid.bin", "valid.idx", "stats.json", *blocks}
 

@@ -5,7 +5,9 @@ definition, applied in this order (torchtitan style):
    encoder): recompute each layer in backward, for larger batches.
 2. ``--attention-impl sdpa`` (the model's encoder builds
    ``modules.sdpa_transformer_encoder``): torch's scaled_dot_product_attention; no mask
-   when a batch has no padding, so full blocks take the flash kernel.
+   when a batch has no padding, so full blocks take the flash kernel. Packed blocks attend
+   within their segments (``modules.segment_attention``: a block-diagonal mask on CPU,
+   variable-length attention on CUDA).
 3. ``--fuse-qkv`` (:func:`fuse_qkv`): one matmul for queries, keys and values.
 4. ``--vocab-pad-multiple N`` (:func:`pad_vocab`): the output projection runs on the
    vocabulary padded to a multiple of N rows; logits and loss keep the true size.

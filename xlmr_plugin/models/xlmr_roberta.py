@@ -7,10 +7,12 @@ apex FusedLayerNorm on GPU when apex imports, and the criterion runs the LM head
 masked positions only; this model chooses the attention kernel while it builds the
 encoder (``--attention-impl``) and then applies the optional speed levers of
 ``models/levers.py`` (``--fuse-qkv``, ``--vocab-pad-multiple``, ``--compile-layers``),
-in the order documented there. The shapes are ``models/shapes.py``'s.
+in the order documented there. The shapes are ``models/shapes.py``'s. With
+``segment_ids`` (packed blocks, ``--sample-break-mode packed``) each segment of a block
+is encoded as if alone; the parameters are the same.
 """
 import logging
-from typing import Any, Callable
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from fairseq.models import register_model, register_model_architecture
 from fairseq.models.roberta import model as roberta
@@ -18,6 +20,7 @@ from fairseq.models.roberta.model import RobertaEncoder, RobertaModel, base_arch
 from fairseq.models.transformer import TransformerEncoder
 from fairseq.utils import safe_getattr, safe_hasattr
 from omegaconf import OmegaConf
+from torch import Tensor, nn
 
 from xlmr_plugin.models.levers import apply_levers
 from xlmr_plugin.models.shapes import MAX_POSITIONS, SHAPES, Shape
@@ -38,6 +41,38 @@ class XLMRRobertaEncoder(RobertaEncoder):
         encoder.apply(roberta.init_bert_params)
         logger.info("attention: scaled_dot_product_attention in %d layers", len(encoder.layers))
         return encoder
+
+    def forward(self, src_tokens: Tensor, features_only: bool = False, return_all_hiddens: bool = False,
+                masked_tokens: Optional[Tensor] = None, segment_ids: Optional[Tensor] = None,
+                **unused) -> Tuple[Tensor, Dict[str, Any]]:
+        """RobertaEncoder.forward, passing ``segment_ids`` on (fairseq's drops unknown arguments)."""
+        x, extra = self.extract_features(src_tokens, return_all_hiddens=return_all_hiddens, segment_ids=segment_ids)
+        if not features_only:
+            x = self.output_layer(x, masked_tokens=masked_tokens)
+        return x, extra
+
+    def extract_features(self, src_tokens: Tensor, return_all_hiddens: bool = False,
+                         segment_ids: Optional[Tensor] = None, **kwargs) -> Tuple[Tensor, Dict[str, Any]]:
+        if segment_ids is None:
+            return super().extract_features(src_tokens, return_all_hiddens=return_all_hiddens, **kwargs)
+        require_segment_attention(self)
+        encoder_out = self.sentence_encoder(src_tokens, return_all_hiddens=return_all_hiddens,
+                                            token_embeddings=kwargs.get("token_embeddings"), segment_ids=segment_ids)
+        features = encoder_out["encoder_out"][0].transpose(0, 1)  # T x B x C -> B x T x C
+        return features, {"inner_states": encoder_out["encoder_states"] if return_all_hiddens else None}
+
+
+def require_segment_attention(model: nn.Module) -> None:
+    """Refuse, before any step, a model that would attend across the segments of packed
+    blocks: fairseq's own attention has no way to keep them apart."""
+    encoder = getattr(model, "encoder", model)  # a RobertaModel, or its RobertaEncoder
+    if not isinstance(getattr(encoder, "sentence_encoder", None), SDPATransformerEncoder):
+        impl = safe_getattr(getattr(model, "args", None), "attention_impl", None)
+        raise ValueError(
+            "--sample-break-mode packed needs the xlmr_roberta model with --attention-impl sdpa "
+            f"(attention kept inside each packed segment); this model has "
+            f"{f'--attention-impl {impl}' if impl else type(model).__name__}"
+        )
 
 
 @register_model("xlmr_roberta")

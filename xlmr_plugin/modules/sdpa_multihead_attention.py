@@ -2,13 +2,17 @@
 
 Same parameters and maths as fairseq's MultiheadAttention; on GPU torch then picks the
 flash or memory-efficient kernel, which never materialises the T x T attention matrix.
+Packed blocks send a ``SegmentLayout`` where the padding mask goes (fairseq's encoder layer
+hands its padding mask to self-attention untouched), and attention stays inside each segment.
 """
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from fairseq.modules import MultiheadAttention
 from torch import Tensor
+
+from xlmr_plugin.modules.segment_attention import SegmentLayout, segment_attention
 
 
 class SDPAMultiheadAttention(MultiheadAttention):
@@ -23,7 +27,7 @@ class SDPAMultiheadAttention(MultiheadAttention):
         query: Tensor,
         key: Optional[Tensor],
         value: Optional[Tensor],
-        key_padding_mask: Optional[Tensor] = None,
+        key_padding_mask: Union[Tensor, SegmentLayout, None] = None,
         incremental_state=None,
         need_weights: bool = True,
         static_kv: bool = False,
@@ -31,11 +35,15 @@ class SDPAMultiheadAttention(MultiheadAttention):
         before_softmax: bool = False,
         need_head_weights: bool = False,
     ) -> Tuple[Tensor, Optional[Tensor]]:
+        packed = isinstance(key_padding_mask, SegmentLayout)
         if (
             need_weights or need_head_weights or before_softmax or static_kv
             or incremental_state is not None or attn_mask is not None
             or not self.self_attention or self.bias_k is not None or self.add_zero_attn
         ):
+            if packed:
+                raise ValueError("packed segments need plain self-attention: no attention weights, "
+                                 "attn_mask, incremental state, bias_kv or zero attention")
             return super().forward(
                 query, key, value, key_padding_mask=key_padding_mask,
                 incremental_state=incremental_state, need_weights=need_weights,
@@ -44,13 +52,16 @@ class SDPAMultiheadAttention(MultiheadAttention):
             )
         tgt_len, bsz, embed_dim = query.size()
         q, k, v = self.project_qkv(query)
-        mask = None
-        if key_padding_mask is not None:
-            # B x 1 x 1 x S, True where a key may be attended; the encoder passes None
-            # when the batch has no padding, which lets SDPA pick the flash kernel
-            mask = ~key_padding_mask.to(torch.bool).view(bsz, 1, 1, tgt_len)
         dropout = self.dropout_module.p if self.training else 0.0
-        x = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        if packed:
+            x = segment_attention(q, k, v, key_padding_mask, dropout)
+        else:
+            mask = None
+            if key_padding_mask is not None:
+                # B x 1 x 1 x S, True where a key may be attended; the encoder passes None
+                # when the batch has no padding, which lets SDPA pick the flash kernel
+                mask = ~key_padding_mask.to(torch.bool).view(bsz, 1, 1, tgt_len)
+            x = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
         # B x H x T x D -> T x B x C
         x = x.permute(2, 0, 1, 3).reshape(tgt_len, bsz, embed_dim)
         return self.out_proj(x), None

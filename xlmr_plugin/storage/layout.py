@@ -5,6 +5,7 @@ renamed file is renamed once. A DEST, as ``xlmr-prepare`` writes it::
 
     DEST/spm.model  dict.txt  vocab.json  stats.tsv
     DEST/<lang>/train.{bin,idx}  valid.{bin,idx}  stats.json   (stats.json last: "done")
+    DEST/<lang>/train.blocks-<mode>-<tokens>.npy (train.segments-packed-<tokens>.npy)
     DEST/.partial/...                                        (work in progress)
 
 A release directory (the official XLM-R downloads, ``xlmr-import-hf``'s output)::
@@ -40,6 +41,8 @@ LANGUAGE_MARKER = "stats.json"  # written last into DEST/<lang>: its presence me
 PARTIAL = ".partial"  # work in progress under DEST, moved into place when complete
 RELEASE_MODEL = "model.pt"
 SPLITS = ("train", "valid")
+# the break mode whose blocks pack several segments (pieces of documents), each with its own <s>
+PACKED = "packed"
 # <s> <pad> </s> <unk> before dict.txt's pieces, <mask> after them
 SPECIAL_SYMBOLS_BEFORE, SPECIAL_SYMBOLS_AFTER = 4, 1
 
@@ -69,8 +72,20 @@ def train_shards(data: Path, lang: str) -> List[Path]:
 
 
 def blocks_path(prefix: Path, break_mode: str, tokens_per_sample: int) -> Path:
-    """Where a shard's block boundaries for (break mode, tokens per sample) are kept."""
+    """Where a shard's block boundaries for (break mode, tokens per sample) are kept: token
+    offsets of each block, or for ``PACKED`` the range of ``segments_path``'s rows it holds."""
     return Path(f"{prefix}.blocks-{break_mode}-{tokens_per_sample}.npy")
+
+
+def segments_path(prefix: Path, tokens_per_sample: int) -> Path:
+    """Where a shard's packed segments (token offsets, in block order) are kept."""
+    return Path(f"{prefix}.segments-{PACKED}-{tokens_per_sample}.npy")
+
+
+def block_files(prefix: Path, break_mode: str, tokens_per_sample: int) -> List[Path]:
+    """Every file a shard's blocks for (break mode, tokens per sample) are saved in."""
+    blocks = blocks_path(prefix, break_mode, tokens_per_sample)
+    return [blocks, segments_path(prefix, tokens_per_sample)] if str(break_mode) == PACKED else [blocks]
 
 
 def languages(data: Path, split: str = "train") -> List[str]:

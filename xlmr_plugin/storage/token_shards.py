@@ -106,20 +106,22 @@ def write_index(path: Path, dtype: type, sizes: np.ndarray) -> None:
 
 
 def write_blocks(path: Path, slices: np.ndarray) -> None:
-    """Save block boundaries (N x 2 token offsets into the shard) atomically, as int32 where they fit."""
+    """Save block boundaries (N x 2 offsets: tokens of the shard, or rows of its packed
+    segments) atomically, as int32 where they fit."""
     dtype = np.int32 if len(slices) == 0 or int(slices[-1, 1]) < 2**31 else np.int64
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, np.ascontiguousarray(slices, dtype=dtype))
 
 
-def load_blocks(path: Path, tokens: int) -> np.ndarray:
-    """Memory-map saved block boundaries, checked against the shard's ``tokens``."""
+def load_blocks(path: Path, length: int, unit: str = "tokens") -> np.ndarray:
+    """Memory-map saved block boundaries, checked against the ``length`` of what they index
+    (the shard's tokens, or its packed segments)."""
     try:
         slices = np.load(path, mmap_mode="r")
     except (ValueError, OSError) as e:
         raise ShardError(f"{path}: unreadable block boundaries ({e}): delete it to recompute") from None
-    if slices.ndim != 2 or slices.shape[1] != 2 or (len(slices) and int(slices[-1, 1]) > tokens):
-        raise ShardError(f"{path}: block boundaries that do not fit a shard of {tokens} tokens: delete it to recompute")
+    if slices.ndim != 2 or slices.shape[1] != 2 or (len(slices) and int(slices[-1, 1]) > length):
+        raise ShardError(f"{path}: block boundaries that do not fit a shard of {length} {unit}: delete it to recompute")
     return slices
 
 
