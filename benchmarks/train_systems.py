@@ -1,7 +1,7 @@
 """The three systems of benchmarks/train_throughput.py, each a callable training step.
 
 - ``plugin``: our fairseq plugin (model ``xlmr_roberta``, criterion ``xlmr_masked_lm``,
-  optimizer ``fused_adamw``, bf16 on GPU) with the levers chosen.
+  optimizer ``fused_adamw``, bf16 on GPU and on CPUs with bf16 matrix units) with the levers chosen.
 - ``fairseq``: stock fairseq (model ``roberta`` of the same size, criterion ``masked_lm``,
   optimizer ``adam``, fp16 on GPU), as ``fairseq-train --arch roberta_large --fp16`` runs it.
 - ``hf``: Hugging Face ``XLMRobertaForMaskedLM`` with SDPA attention, a plain torch loop,
@@ -24,7 +24,7 @@ from fairseq import options, tasks
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 from fairseq.trainer import Trainer
 
-from xlmr_plugin.patches.bf16_on_gpu import bf16_without_tpu
+from xlmr_plugin.patches.bf16_training import bf16_without_tpu, cpu_bf16_missing, cpu_bf16_or_fp32
 from xlmr_plugin.interop.hf_conversion import fairseq_to_hf
 from xlmr_plugin.models.shapes import MAX_POSITIONS, Shape
 
@@ -32,6 +32,7 @@ PLUGIN = Path(__file__).resolve().parents[1] / "xlmr_plugin"
 
 # lever name -> plugin fairseq-train arguments (off: the plain path of each)
 LEVERS: Dict[str, List[str]] = {
+    "bf16": ["--bf16"],  # off: fp32; fp32 master weights either way (fairseq's FP16Optimizer)
     "sdpa": [],  # off: --attention-impl fairseq
     "fuse_qkv": ["--fuse-qkv"],
     "pad_vocab": ["--vocab-pad-multiple", "64"],
@@ -40,6 +41,7 @@ LEVERS: Dict[str, List[str]] = {
     "fused_adamw": [],  # off: --optimizer adam
     "compile": ["--compile-layers"],
     "checkpoint": ["--checkpoint-activations"],
+    # data-side levers (what the task reads) come here too, e.g. packed sequences
 }
 DEFAULT_LEVERS = [name for name in LEVERS if name != "checkpoint"]
 # On CPU the GPU-only wins are left out by default: fuse_qkv and pad_vocab cost a weight
@@ -65,8 +67,10 @@ class Workload:
         return 6 * n_encoder + 12 * layers * d * self.tokens_per_sample + 0.15 * 6 * (d * d + d * self.vocab)
 
 
-def fairseq_args(data: str, workload: Workload, device: str, workers: int, seed: int) -> List[str]:
-    """What both fairseq systems share: data, batch, schedule, dropout as in XLM-R."""
+def fairseq_args(data: str, workload: Workload, device: str, workers: int, seed: int, save_dir: str) -> List[str]:
+    """What both fairseq systems share: data, batch, schedule, dropout as in XLM-R. ``save_dir``
+    is where fairseq writes ``crash.pt`` when a step raises (by default ./checkpoints, which for
+    ``xlmr_large`` is gigabytes in the working tree)."""
     return [
         data, "--user-dir", str(PLUGIN), "--task", "xlmr_mlm", "--sample-break-mode", "none",
         "--tokens-per-sample", str(workload.tokens_per_sample), "--batch-size", str(workload.batch_size),
@@ -74,7 +78,8 @@ def fairseq_args(data: str, workload: Workload, device: str, workers: int, seed:
         "--adam-betas", "(0.9,0.98)", "--adam-eps", "1e-6", "--weight-decay", "0.01", "--clip-norm", "0.0",
         "--lr", "1e-4", "--lr-scheduler", "fixed", "--max-update", "1000000",
         "--max-positions", str(MAX_POSITIONS), "--dropout", "0.1", "--attention-dropout", "0.1", "--log-format", "none",
-        "--disable-validation", *workload.shape.model_args(), *(["--cpu"] if device == "cpu" else []),
+        "--disable-validation", "--save-dir", save_dir, *workload.shape.model_args(),
+        *(["--cpu"] if device == "cpu" else []),
     ]
 
 
@@ -84,7 +89,7 @@ def plugin_args(levers: List[str], device: str) -> List[str]:
             "--attention-impl", "sdpa" if "sdpa" in levers else "fairseq"]
     for name in levers:
         args += LEVERS[name]
-    return args + (["--bf16"] if device == "cuda" else [])
+    return args
 
 
 def stock_args(device: str) -> List[str]:
@@ -92,9 +97,35 @@ def stock_args(device: str) -> List[str]:
            (["--fp16"] if device == "cuda" else [])
 
 
-def epoch_batches(task, cfg):
+def unavailable_levers(levers: List[str], device: str) -> Dict[str, str]:
+    """{lever: why it cannot run here} among ``levers``: bf16 on a CPU without bf16 matrix
+    units (emulated, slower than fp32), compile where torch.compile cannot build a kernel
+    (inductor needs a C compiler and Python headers), found by compiling a tiny function."""
+    dropped = {}
+    if "bf16" in levers and device == "cpu" and cpu_bf16_missing():
+        dropped["bf16"] = cpu_bf16_missing()
+    if "compile" in levers:
+        try:
+            probe = torch.compile(lambda x: torch.nn.functional.gelu(x) * 2.0)
+            probe(torch.randn(8, 8, device=device)).sum().item()
+        except Exception as e:  # inductor raises many types; the text says which
+            dropped["compile"] = f"torch.compile failed: {type(e).__name__}: {str(e).strip().splitlines()[0][:300]}"
+    return dropped
+
+
+def epoch_batches(task, cfg, workload: Workload):
     """Epoch 1 of the task's training batches, through fairseq's loader and its workers:
-    the same batches on every call (seeded shuffle and masking)."""
+    the same batches on every call (seeded shuffle and masking), only those of the full
+    shape (batch_size x tokens_per_sample) and without padding. The shuffled epoch also
+    holds a short last batch and one padded block; timing them would time another
+    workload, keep SDPA off its flash kernel, and recompile a compiled model per shape."""
+    pad = task.source_dictionary.pad()
+    full = (workload.batch_size, workload.tokens_per_sample)
+    return (sample for sample in _epoch(task, cfg) if tuple(sample["net_input"]["src_tokens"].shape) == full
+            and not sample["net_input"]["src_tokens"].eq(pad).any())
+
+
+def _epoch(task, cfg):
     itr = task.get_batch_iterator(
         dataset=task.dataset("train"), max_sentences=cfg.dataset.batch_size,
         max_positions=task.max_positions(), ignore_invalid_inputs=True,
@@ -111,6 +142,8 @@ class FairseqSystem:
         parser = options.get_training_parser()
         cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(parser, argv))
         bf16_without_tpu(cfg)  # what the plugin does inside fairseq-train's call_main
+        cpu_bf16_or_fp32(cfg)
+        Path(cfg.checkpoint.save_dir).mkdir(parents=True, exist_ok=True)  # where crash.pt goes, as fairseq-train does
         self.cfg = cfg
         self.task = task or tasks.setup_task(cfg.task)
         if task is None:
@@ -120,11 +153,17 @@ class FairseqSystem:
             model.load_state_dict(init_state, strict=True)
         criterion = self.task.build_criterion(cfg.criterion)
         self.trainer = Trainer(cfg, self.task, model, criterion)
+        # fairseq resets CUDA's peak-memory counter after every step while cuda_env is set,
+        # so the peak read after the timed steps would miss the activations; HF's includes them
+        self.trainer.cuda_env = None
         self.trainer.begin_epoch(1)
         self.model = model
 
-    def step(self, sample) -> Callable[[], float]:
+    def step(self, sample) -> Optional[Callable[[], float]]:
+        """One train_step; None when fairseq skipped it (an fp16 overflow, a recovered OOM)."""
         log = self.trainer.train_step([sample])
+        if log is None:
+            return None
         # fairseq logs the loss in bits per masked token; in nats, as the HF loss
         return lambda: float(log["loss"]) * math.log(2)
 

@@ -9,10 +9,17 @@ Each system takes ``--warmup`` untimed steps, then ``--steps`` timed ones. On GP
 (``--schedule rounds``) each system runs alone, freshly built, in ``--rounds`` rounds of
 alternating order (A B C, C B A); on CPU (``--schedule interleaved``) all systems stay
 alive and take one step each in turn, so that the load of a shared machine falls on all
-alike. The figures are tokens/s (all block tokens), model FLOPs utilisation (FLOPs per
-token as the issue counts them: 6 N_encoder + 12 L d s + 0.15 * 6 (d^2 + d V)), peak
-memory, the time the loop waited for the data loader, the loss, and the ratios between
-systems. What the systems are and what differs between them: benchmarks/train_systems.py.
+alike. Only batches of the full shape without padding are timed (train_systems.epoch_batches).
+The headline is real tokens/s (non-padding tokens: what a model learns from), beside the
+padding share of the batches each system read and tokens/s over all slots; model FLOPs
+utilisation counts real tokens (FLOPs per token as the issue counts them: 6 N_encoder +
+12 L d s + 0.15 * 6 (d^2 + d V)); then peak memory, the time the loop waited for the
+data loader, steps fairseq skipped (fp16 overflow, recovered OOM), the loss, and the
+ratios between systems. A system that fails (out of memory, a kernel that does not
+build) is reported with its error and the others are still measured; a lever that
+cannot run here (compile without a compiler, bf16 on a CPU without bf16 units) is
+dropped before any system is built, with the reason in the output and the JSON.
+What the systems are and what differs between them: benchmarks/train_systems.py.
 """
 from __future__ import annotations
 
@@ -39,15 +46,15 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 from train_systems import (  # noqa: E402
     CPU_LEVERS, DEFAULT_LEVERS, LEVERS, FairseqSystem, HFSystem, Workload, epoch_batches, fairseq_args, plugin_args,
-    stock_args,
+    stock_args, unavailable_levers,
 )
 from xlmr_plugin.models.shapes import SHAPES, Shape  # noqa: E402
 from xlmr_plugin.storage import layout  # noqa: E402
 
 VOCAB = 250_002
 CPU_SHAPE = Shape(2, 256, 4, 1024)  # small enough for a shared CPU, beside the full vocabulary
-GPU_COMMAND = ("python benchmarks/train_throughput.py --arch large --ablate --find-max-batch "
-               "--json benchmarks/results/train_throughput_h100_large.json")
+# what measures the GPU figures within one lent GPU machine's minutes (benchmarks/gpu_check.py)
+GPU_COMMAND = "bash benchmarks/gpu_check.sh"
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16
 DIFFERENCES = [
     "plugin: bf16 weights + fp32 master copy (fairseq --bf16); stock fairseq: fp16 weights + fp32 master copy "
@@ -57,6 +64,8 @@ DIFFERENCES = [
     "plugin and stock fairseq run the LM head on masked positions only; HF's XLMRobertaForMaskedLM on every position",
     "all three read the same batches from one xlmr_mlm task (the task only reads data) and start from the "
     "same weights; dropout 0.1 everywhere",
+    "on CPU: the plugin in bf16 (fp32 master weights) where the processor has bf16 matrix units, stock fairseq "
+    "and HF in fp32",
 ]
 
 
@@ -93,81 +102,110 @@ def peak_memory_gb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # process max RSS (KB -> GB)
 
 
-def measure(name: str, system, batches, args, workload: Workload, peak: Optional[float]) -> dict:
+class Meter:
+    """One system's timed steps: time, data wait, real (non-padding) and slot tokens, skips."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.time = self.wait = 0.0
+        self.real = self.slots = self.steps = self.skipped = 0
+        self.first: Optional[float] = None
+        self.last = None
+
+    def add(self, sample, elapsed: float, waited: float, loss, timed: bool, pad: int) -> None:
+        tokens = sample["net_input"]["src_tokens"]
+        if self.first is None and loss is not None:
+            self.first = loss()
+        if loss is not None:
+            self.last = loss
+        if not timed:
+            return
+        self.time += elapsed
+        self.wait += waited
+        self.steps += 1
+        if loss is None:  # fairseq skipped the update: its time counts, its tokens trained nothing
+            self.skipped += 1
+            return
+        self.real += int(tokens.ne(pad).sum())
+        self.slots += tokens.numel()
+
+    def result(self, device: str, workload: Workload, peak: Optional[float]) -> dict:
+        tps = self.real / self.time if self.time else 0.0
+        achieved = tps * workload.flops_per_token() / 1e12
+        return {
+            "system": self.name, "steps": self.steps, "skipped_steps": self.skipped,
+            "tokens_per_step": int(self.real // max(1, self.steps - self.skipped)),
+            "tokens_per_s": round(tps, 1), "slot_tokens_per_s": round(self.slots / self.time, 1) if self.time else 0.0,
+            "padding_share": round(1 - self.real / self.slots, 4) if self.slots else None,
+            "step_s": round(self.time / max(1, self.steps), 4),
+            "model_tflops_per_s": round(achieved, 3), "mfu": round(achieved / peak, 4) if peak else None,
+            "peak_memory_gb": round(peak_memory_gb(device), 2), "data_wait_s": round(self.wait, 4),
+            "data_wait_share": round(self.wait / self.time, 4) if self.time else None,
+            "first_loss": round(self.first, 4) if self.first is not None else None,
+            "loss": round(self.last(), 4) if self.last is not None else None,
+        }
+
+
+def failure(name: str, e: BaseException) -> dict:
+    kind = "out of memory" if isinstance(e, torch.cuda.OutOfMemoryError) else type(e).__name__
+    return {"system": name, "error": f"{kind}: {(str(e).strip().splitlines() or [''])[0][:500]}"}
+
+
+def measure(name: str, system, batches, args, workload: Workload, peak: Optional[float], pad: int) -> dict:
     """Warm-up steps, then timed steps; the loop's only host syncs are the system's own."""
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    it = iter(batches)
-    tokens = wait = 0.0
-    first = None
+    meter, it = Meter(name), iter(batches)
     for i in range(args.warmup + args.steps):
         if i == args.warmup:
             sync(args.device)
-            start, tokens, wait = time.perf_counter(), 0, 0.0
+            start = time.perf_counter()
         t = time.perf_counter()
         sample = next(it)
-        wait += time.perf_counter() - t
-        tokens += sample["net_input"]["src_tokens"].numel()
-        loss = system.step(sample)
-        if i == 0:
-            first = loss()
+        waited = time.perf_counter() - t
+        meter.add(sample, 0.0, waited, system.step(sample), i >= args.warmup, pad)
     sync(args.device)
-    elapsed = time.perf_counter() - start
-    tps = tokens / elapsed
-    achieved = tps * workload.flops_per_token() / 1e12
-    return {
-        "system": name, "steps": args.steps, "tokens_per_step": int(tokens // args.steps),
-        "tokens_per_s": round(tps, 1), "step_s": round(elapsed / args.steps, 4),
-        "model_tflops_per_s": round(achieved, 3), "mfu": round(achieved / peak, 4) if peak else None,
-        "peak_memory_gb": round(peak_memory_gb(args.device), 2), "data_wait_s": round(wait, 4),
-        "data_wait_share": round(wait / elapsed, 4), "first_loss": round(first, 4), "loss": round(loss(), 4),
-    }
+    meter.time = time.perf_counter() - start
+    return meter.result(args.device, workload, peak)
 
 
 def measure_interleaved(systems: Dict[str, object], batches, args, workload: Workload,
-                        peak: Optional[float]) -> List[dict]:
+                        peak: Optional[float], pad: int) -> List[dict]:
     """All systems alive, one step of each in turn: on a shared, loaded machine a burst of
-    other work then slows every system alike instead of whichever ran at that moment."""
+    other work then slows every system alike instead of whichever ran at that moment. A
+    system whose step raises leaves the rotation with its error; the others go on."""
     its = {name: iter(batches()) for name in systems}
-    acc = {name: {"time": 0.0, "wait": 0.0, "tokens": 0} for name in systems}
-    first, last = {}, {}
+    meters = {name: Meter(name) for name in systems}
+    errors = {}
     for i in range(args.warmup + args.steps):
         for name, system in systems.items():
+            if name in errors:
+                continue
             t = time.perf_counter()
             sample = next(its[name])
             waited = time.perf_counter() - t
-            last[name] = system.step(sample)
-            sync(args.device)
-            if i >= args.warmup:
-                a = acc[name]
-                a["time"] += time.perf_counter() - t
-                a["wait"] += waited
-                a["tokens"] += sample["net_input"]["src_tokens"].numel()
-            if i == 0:
-                first[name] = last[name]()
-    results = []
-    for name, a in acc.items():
-        tps = a["tokens"] / a["time"]
-        achieved = tps * workload.flops_per_token() / 1e12
-        results.append({
-            "system": name, "steps": args.steps, "tokens_per_step": int(a["tokens"] // args.steps),
-            "tokens_per_s": round(tps, 1), "step_s": round(a["time"] / args.steps, 4),
-            "model_tflops_per_s": round(achieved, 3), "mfu": round(achieved / peak, 4) if peak else None,
-            "peak_memory_gb": round(peak_memory_gb(args.device), 2), "data_wait_s": round(a["wait"], 4),
-            "data_wait_share": round(a["wait"] / a["time"], 4), "first_loss": round(first[name], 4),
-            "loss": round(last[name](), 4),
-        })
-        print(format_row(results[-1]), flush=True)
+            try:
+                loss = system.step(sample)
+                sync(args.device)
+            except Exception as e:  # one failing system never stops the others
+                errors[name] = failure(name, e)
+                continue
+            meters[name].add(sample, time.perf_counter() - t, waited, loss, i >= args.warmup, pad)
+    results = [errors.get(name) or meters[name].result(args.device, workload, peak) for name in systems]
+    for r in results:
+        print(format_row(r), flush=True)
     return results
 
 
-def run_system(name: str, build, batches, args, workload, peak) -> dict:
+def run_system(name: str, build, batches, args, workload, peak, pad: int) -> dict:
+    """Build and measure one system; any error (out of memory, a failed compile, a skipped
+    kernel) becomes that system's result, so the systems after it are still measured."""
     system = None
     try:
         system = build()
-        result = measure(name, system, batches(), args, workload, peak)
-    except torch.cuda.OutOfMemoryError as e:
-        result = {"system": name, "error": f"out of memory: {str(e).splitlines()[0]}"}
+        result = measure(name, system, batches(), args, workload, peak, pad)
+    except Exception as e:
+        result = failure(name, e)
     del system
     gc.collect()
     if args.device == "cuda":
@@ -197,8 +235,10 @@ def format_row(r: dict) -> str:
     if "error" in r:
         return f"{r['system']:<24} {r['error']}"
     mfu = f"{100 * r['mfu']:5.1f}%" if r["mfu"] is not None else "    - "
-    return (f"{r['system']:<24} {r['tokens_per_s']:>11.1f} tok/s  MFU {mfu}  {r['model_tflops_per_s']:8.3f} TFLOP/s  "
-            f"peak {r['peak_memory_gb']:6.2f} GB  data wait {r['data_wait_s']:.3f} s  loss {r['first_loss']:.3f} -> {r['loss']:.3f}")
+    skipped = f"  {r['skipped_steps']} skipped" if r.get("skipped_steps") else ""
+    return (f"{r['system']:<24} {r['tokens_per_s']:>11.1f} real tok/s  pad {100 * (r['padding_share'] or 0):4.1f}%  "
+            f"MFU {mfu}  {r['model_tflops_per_s']:8.3f} TFLOP/s  peak {r['peak_memory_gb']:6.2f} GB  "
+            f"data wait {r['data_wait_s']:.3f} s  loss {r['first_loss']} -> {r['loss']}{skipped}")
 
 
 def find_max_batch(data: Path, workload: Workload, args, levers: List[str]) -> Dict[str, dict]:
@@ -207,7 +247,8 @@ def find_max_batch(data: Path, workload: Workload, args, levers: List[str]) -> D
     out = {}
     for checkpoint in (False, True):
         chosen = [lv for lv in levers if lv != "checkpoint"] + (["checkpoint"] if checkpoint else [])
-        argv = fairseq_args(str(data), workload, args.device, 0, args.seed) + plugin_args(chosen, args.device)
+        argv = fairseq_args(str(data), workload, args.device, 0, args.seed, str(args.work_dir / "checkpoints"))
+        argv += plugin_args(chosen, args.device)
         system = FairseqSystem(argv)
         dataset = system.task.dataset("train")
 
@@ -256,7 +297,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--find-max-batch", action="store_true", help="largest batch per GPU, with and without checkpointing")
     p.add_argument("--peak-tflops", type=float, help="for MFU; default from the GPU's name (H100: 989)")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--work-dir", type=Path, help="where the synthetic data goes (default: a temporary folder)")
+    p.add_argument("--work-dir", type=Path, help="where the synthetic data and any crash.pt go (default: a "
+                                                  "temporary folder)")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     gpu = args.device == "cuda"
@@ -276,6 +318,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     unknown = set(args.lever_list) - set(LEVERS)
     if unknown:
         p.error(f"--levers: unknown {sorted(unknown)}; known: {','.join(LEVERS)}")
+    args.work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="xlmr-train-bench-"))
+    args.dropped_levers = unavailable_levers(args.lever_list, args.device)
+    for lever, reason in args.dropped_levers.items():
+        print(f"lever {lever} dropped: {reason}", flush=True)
+    args.lever_list = [lv for lv in args.lever_list if lv not in args.dropped_levers]
     return args
 
 
@@ -285,19 +332,26 @@ def main(argv=None) -> dict:
                         args.batch_size)
     gpu_name = torch.cuda.get_device_name() if args.device == "cuda" else None
     peak = args.peak_tflops or next((v for k, v in PEAK_TFLOPS.items() if gpu_name and k in gpu_name), None)
-    work = args.work_dir or Path(tempfile.mkdtemp(prefix="xlmr-train-bench-"))
+    work = args.work_dir
     n_runs = (args.rounds if args.schedule == "rounds" else 1) * (
         len(args.systems.split(",")) + (len(args.lever_list) if args.ablate else 0))
-    needed = (args.warmup + args.steps + 2) * args.batch_size * args.tokens_per_sample
+    needed = (args.warmup + args.steps + 4) * args.batch_size * args.tokens_per_sample
     data = write_data(work, VOCAB, max(needed, 4096 * args.tokens_per_sample if args.find_max_batch else 0), args.seed)
-    common = fairseq_args(str(data), workload, args.device, args.num_workers, args.seed)
+    common = fairseq_args(str(data), workload, args.device, args.num_workers, args.seed, str(work / "checkpoints"))
     print(f"device {gpu_name or 'cpu'}; {workload}; {workload.flops_per_token() / 1e9:.3f} GFLOP/token; "
           f"levers {','.join(args.lever_list) or 'none'}; {n_runs} runs", flush=True)
 
-    plugin = FairseqSystem(common + plugin_args(args.lever_list, args.device))
+    errors: Dict[str, dict] = {}
+    try:
+        plugin = FairseqSystem(common + plugin_args(args.lever_list, args.device))
+    except Exception as e:  # the others still run, on the task and weights of stock fairseq
+        errors["plugin"] = failure("plugin", e)
+        print(format_row(errors["plugin"]), flush=True)
+        plugin = FairseqSystem(common + stock_args(args.device))
     init = {k: v.detach().cpu().clone() for k, v in plugin.model.state_dict().items()}
     task = plugin.task
-    batches = functools.partial(epoch_batches, task, plugin.cfg)
+    batches = functools.partial(epoch_batches, task, plugin.cfg, workload)
+    pad = task.source_dictionary.pad()
     builders = {
         "plugin": lambda: FairseqSystem(common + plugin_args(args.lever_list, args.device), task, init),
         "fairseq": lambda: FairseqSystem(common + stock_args(args.device), task, init),
@@ -309,19 +363,28 @@ def main(argv=None) -> dict:
             builders[f"plugin-{lever}"] = functools.partial(
                 lambda c: FairseqSystem(common + plugin_args(c, args.device), task, init), chosen)
     order = args.systems.split(",") + [name for name in builders if name.startswith("plugin-")]
-    first = {"plugin": plugin}  # the system already built for the task and the weights
+    first = {} if errors else {"plugin": plugin}  # the system already built for the task and the weights
     del plugin
     runs = []
     if args.schedule == "interleaved":
-        systems = {name: first.pop(name) if name in first else builders[name]() for name in order}
-        results = measure_interleaved(systems, batches, args, workload, peak)
+        systems = {}
+        for name in order:
+            try:
+                systems[name] = first.pop(name) if name in first else builders[name]()
+            except Exception as e:
+                errors[name] = failure(name, e)
+        measured = {r["system"]: r for r in measure_interleaved(systems, batches, args, workload, peak, pad)}
+        results = [errors.get(name) or measured[name] for name in order]
         del systems
     else:
         # rounds alternate the order (A B C, C B A, ...): no system always runs first or last
         for r in range(args.rounds):
             for name in (order if r % 2 == 0 else order[::-1]):
                 build = (lambda n=name: first.pop(n)) if name in first else builders[name]
-                runs.append({**run_system(name, build, batches, args, workload, peak), "round": r})
+                if name in errors:  # the plugin failed to build already: no second try
+                    runs.append({**errors[name], "round": r})
+                    continue
+                runs.append({**run_system(name, build, batches, args, workload, peak, pad), "round": r})
         results = [summarise(name, [run for run in runs if run["system"] == name]) for name in order]
     tps = {r["system"]: r["tokens_per_s"] for r in results if "tokens_per_s" in r}
     ratios = {f"{a}/{b}": round(tps[a] / tps[b], 3) for a, b in
@@ -346,6 +409,7 @@ def main(argv=None) -> dict:
         "device": gpu_name or "cpu", "torch": torch.__version__, "cpu_count": os.cpu_count(),
         "omp_num_threads": torch.get_num_threads(), "workload": asdict(workload),
         "flops_per_token": workload.flops_per_token(), "peak_tflops": peak, "levers": args.lever_list,
+        "dropped_levers": args.dropped_levers, "tokens": "real (non-padding) tokens; slot_tokens_per_s counts all",
         "num_workers": args.num_workers, "warmup": args.warmup,
         "peak_memory": "torch.cuda.max_memory_allocated per system" if args.device == "cuda"
         else "process max RSS so far (cumulative: systems run in the order listed)",
@@ -353,7 +417,7 @@ def main(argv=None) -> dict:
         "runs": runs, "max_batch": max_batch,
     }
     if args.device == "cpu":
-        figures["gpu_figures"] = f"not taken yet; on an H100, from the repository root: {GPU_COMMAND}"
+        figures["gpu_figures"] = f"on a GPU machine, from the repository root: {GPU_COMMAND}"
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1) + "\n")
     return figures

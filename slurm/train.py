@@ -4,7 +4,8 @@ One task per GPU; `--preset NAME` trains a recipe of xlmr_plugin/recipes.py (the
 paper's base and large: bf16, which the job swaps for fp16 on a GPU without it), with
 `--update-freq` derived so that every update sees the recipe's total batch whatever
 the number of GPUs. Without a preset the run still trains the recipes' masked-LM task and
-criterion (fairseq's own default is translation), in fp16 on GPUs. Any other argument is
+criterion (fairseq's own default is translation), in fp16 on GPUs and fp32 on CPUs. `--gpus-per-node` defaults to the GPUs
+there are: this machine's with `--executor local`, the partition's nodes' on SLURM. Any other argument is
 passed to fairseq-train and wins over the preset. A job at its time limit or preempted is
 requeued and resumes from RUN/checkpoints/checkpoint_last.pt.
 
@@ -24,14 +25,17 @@ from typing import Optional
 import submitit
 
 from xlmr_plugin.recipes import PRECISIONS, RECIPES, Recipe
-from xlmr.slurm import arguments, fairseq_log, retrying_array, train_status
+from xlmr.slurm import arguments, fairseq_log, partition, retrying_array, train_status
 from xlmr.slurm import executor as slurm_executor
 from xlmr.slurm.fairseq_train_job import CPU_DISTRIBUTED, FairseqTrainJob
 
 logger = logging.getLogger("xlmr-train")
 
-# a run without --preset: fp16 on GPUs, and at most this many updates redone after a preemption
+# a run without --preset: fp16 on GPUs (fp32 on CPUs), and at most this many updates redone after a preemption
 DEFAULT_PRECISION = "fp16"
+CPU_DEFAULT_PRECISION = "fp32"
+# --gpus-per-node on SLURM when sinfo does not say what the nodes have
+SLURM_GPUS_PER_NODE = 8
 DEFAULT_SAVE_INTERVAL = 1000
 # and XLM-R's masked LM, which every recipe trains: fairseq's own default task is translation
 NO_PRESET = Recipe(task=RECIPES["base"].task, criterion=RECIPES["base"].criterion, precision=DEFAULT_PRECISION,
@@ -48,10 +52,13 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", nargs="?", type=Path, help="output folder of xlmr-prepare")
     parser.add_argument("--preset", choices=sorted(RECIPES), help="a training recipe (see xlmr_plugin/recipes.py)")
     parser.add_argument("--nodes", type=int, default=1)
-    parser.add_argument("--gpus-per-node", type=int, default=8, help="one task per GPU; 0 trains on CPUs")
+    parser.add_argument("--gpus-per-node", type=int,
+                        help="one task per GPU; 0 trains on CPUs (default: this machine's GPUs with --executor "
+                             f"local, the partition's nodes' on SLURM, {SLURM_GPUS_PER_NODE} when sinfo does not say)")
     parser.add_argument("--tasks-per-node", type=int, default=1, help="with --gpus-per-node 0: CPU processes per node")
     parser.add_argument("--precision", choices=PRECISIONS,
-                        help=f"on GPUs (default: the preset's, else {DEFAULT_PRECISION})")
+                        help=f"default: the preset's, else {DEFAULT_PRECISION} on GPUs and {CPU_DEFAULT_PRECISION} "
+                             "on CPUs; fp16 needs GPUs")
     parser.add_argument("--total-batch", type=int,
                         help="with --preset: sequences per update, kept whatever the number of GPUs "
                              "(default: the preset's)")
@@ -62,14 +69,37 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     slurm_executor.add_arguments(parser, cpus=10, mem_gb=0, time_min=72 * 60)
 
 
+def local_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def gpus_per_node(args: argparse.Namespace) -> int:
+    """--gpus-per-node, or the GPUs there are where it was not given (decided once, logged): a
+    fixed 8 made fairseq assert on the world size of a one-GPU machine."""
+    if args.gpus_per_node is None:
+        if getattr(args, "executor", "local") == "local":
+            args.gpus_per_node, where = local_gpus(), "this machine's"
+        else:
+            offer = partition.offer(getattr(args, "partition", None))
+            args.gpus_per_node, where = (offer.gpus, str(offer)) if offer else (SLURM_GPUS_PER_NODE, "sinfo did not answer")
+        logger.info("--gpus-per-node %d (%s)", args.gpus_per_node, where)
+    return args.gpus_per_node
+
+
 def world_size(args: argparse.Namespace) -> int:
-    return args.nodes * (args.gpus_per_node or args.tasks_per_node)
+    return args.nodes * (gpus_per_node(args) or args.tasks_per_node)
 
 
 def run_recipe(args: argparse.Namespace) -> Recipe:
     """What this run trains: the preset's recipe (or `NO_PRESET`) on this run's hardware."""
     recipe = RECIPES[args.preset] if args.preset else NO_PRESET
-    return replace(recipe, cpu=args.gpus_per_node == 0, precision=args.precision or recipe.precision,
+    cpu = gpus_per_node(args) == 0
+    if cpu and args.precision == "fp16":
+        raise ValueError("--precision fp16 needs GPUs (--gpus-per-node 0 trains on CPUs): use bf16 or fp32")
+    default = CPU_DEFAULT_PRECISION if cpu and not args.preset else recipe.precision
+    return replace(recipe, cpu=cpu, precision=args.precision or default,
                    save_interval_updates=args.save_interval_updates or recipe.save_interval_updates)
 
 
@@ -90,10 +120,10 @@ def fairseq_arguments(args: argparse.Namespace, extra: list[str], run_dir: Path)
 
 
 def make_executor(args: argparse.Namespace, folder: Path, name: str):
-    parameters = dict(nodes=args.nodes, tasks_per_node=args.gpus_per_node or args.tasks_per_node,
+    parameters = dict(nodes=args.nodes, tasks_per_node=gpus_per_node(args) or args.tasks_per_node,
                       slurm_signal_delay_s=120, slurm_srun_args=["--kill-on-bad-exit=1"])
-    if args.gpus_per_node > 0:
-        parameters["gpus_per_node"] = args.gpus_per_node
+    if gpus_per_node(args) > 0:
+        parameters["gpus_per_node"] = gpus_per_node(args)
     options = slurm_executor.ExecutorOptions.from_args(args)
     return slurm_executor.slurm_executor(options, folder, name, **parameters)
 
@@ -148,11 +178,17 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 0
     if args.data is None or args.run_dir is None:
         parser.error("DATA and --run-dir are required (or --status)")
+    if args.executor == "local" and gpus_per_node(args) > local_gpus():
+        parser.error(f"--gpus-per-node {args.gpus_per_node}: this machine has {local_gpus()} GPU(s) (--executor local)")
+    try:
+        run_recipe(args)
+    except ValueError as e:
+        parser.error(str(e))
     run_dir = args.run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     job = FairseqTrainJob(fairseq_arguments(args, extra, run_dir), world_size(args), run_dir / "train.log")
     if args.executor == "local":
-        if args.gpus_per_node == 0 and world_size(args) > 1:
+        if gpus_per_node(args) == 0 and world_size(args) > 1:
             parser.error("--executor local trains on CPU with one process")
         job()
         print("\n".join(train_status.read_status(run_dir / "train.log").lines()))

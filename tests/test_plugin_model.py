@@ -15,7 +15,7 @@ from fairseq.models.roberta import RobertaModel
 from fairseq.optim.adam import Adam, FairseqAdamConfig
 
 import xlmr_plugin  # noqa: F401
-from xlmr_plugin.patches.bf16_on_gpu import bf16_without_tpu
+from xlmr_plugin.patches.bf16_training import bf16_without_tpu
 from xlmr_plugin.criterions.xlmr_masked_lm import XLMRMaskedLmLoss
 from xlmr_plugin.models.xlmr_roberta import XLMRRobertaModel
 from xlmr_plugin.optim.fused_adamw import FusedAdamW

@@ -6,6 +6,10 @@ there, about 12x slower on CPU for XLM-R's 64M-parameter embedding matrix (0.23 
 0.019 s a step at width 256, 2 cores). Both compute AdamW; they differ only in where ``eps``
 goes (fairseq adds it before the bias correction of the second moment, torch and apex after),
 which matters only for gradients of the order of ``eps``.
+
+torch's AdamW keeps its moments in the parameters' dtype, so under
+``--memory-efficient-fp16/bf16`` (half-precision parameters, no fp32 master copy) the
+second moment, of the order of grad², underflows: that combination is refused.
 """
 import logging
 
@@ -29,5 +33,15 @@ class FusedAdamW(FairseqAdam):
         FairseqOptimizer.__init__(self, cfg)
         if cfg.fp16_adam_stats:
             raise NotImplementedError("--fp16-adam-stats needs apex FusedAdam")
+        half = sorted({str(p.dtype) for p in _tensors(params) if p.dtype in (torch.float16, torch.bfloat16)})
+        if half:
+            raise ValueError(f"--optimizer fused_adamw: the parameters are {', '.join(half)} (--memory-efficient-fp16 "
+                             "or --memory-efficient-bf16), where torch's AdamW keeps Adam's moments in that dtype "
+                             "and they underflow; use --fp16 or --bf16 (fp32 master weights) or --optimizer adam")
         logger.info("fused_adamw: torch.optim.AdamW(fused=True) on %s", "GPU" if on_gpu else "CPU")
         self._optimizer = torch.optim.AdamW(params, fused=True, **self.optimizer_config)
+
+
+def _tensors(params: list) -> list:
+    """The tensors of fairseq's parameter list: tensors, or groups {"params": [...]}."""
+    return [p for item in params for p in (item["params"] if isinstance(item, dict) else [item])]
