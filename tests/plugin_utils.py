@@ -100,3 +100,16 @@ def sampling_table(log: str) -> Dict[str, Dict[str, float]]:
         lang, *numbers = match.groups()
         rows[lang] = dict(zip(["tokens", "p", "q", "shard", "shards", "blocks", "drawn", "ratio"], map(float, numbers)))
     return rows
+
+
+def sampling_tables(log: str) -> List[Dict]:
+    """Every sampling table xlmr_mlm logs (one whenever it changes): its rule ("alpha=0.3",
+    "unimax=..."), the update and epoch it holds from, and its rows as ``sampling_table``'s."""
+    header = re.compile(r"language sampling, (.+), from update (\d+) \(epoch (\d+)\) \(p: ")
+    tables = []
+    for chunk in log.split("language sampling, ")[1:]:
+        match = header.search("language sampling, " + chunk.splitlines()[0])
+        rows = sampling_table("language sampling, alpha=" + chunk.split("\n", 1)[1])
+        tables.append({"rule": match.group(1), "update": int(match.group(2)), "epoch": int(match.group(3)),
+                       "rows": rows})
+    return tables

@@ -8,7 +8,7 @@ data path, and takes any subdirectory for a language.
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 from fairseq.data import (
@@ -21,18 +21,18 @@ from fairseq.data import (
 )
 from fairseq import utils
 from fairseq.tasks import register_task
+from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks.language_modeling import SAMPLE_BREAK_MODE_CHOICES
 from fairseq.tasks.masked_lm import MaskedLMConfig, MaskedLMTask
 from omegaconf import II
 
-from xlmr_plugin.data.language_resampling_dataset import (
-    LanguageResamplingDataset,
-    blocks_per_language,
-    log_sampling_table,
-    smoothed_probabilities,
-)
+from xlmr_plugin.data.language_resampling_dataset import LanguageResamplingDataset
+from xlmr_plugin.data.language_sampling import SAMPLING_CHOICES, LanguageSampling
 from xlmr_plugin.data.sentencepiece_word_starts import sentencepiece_word_starts
+from xlmr_plugin.data.update_schedule import UpdateSchedule
 from xlmr_plugin.data.mapped_block_dataset import MappedBlockDataset
+from xlmr_plugin.data.packed_block_dataset import PackedBlockDataset, SegmentIdsDataset
+from xlmr_plugin.models.xlmr_roberta import require_segment_attention
 from xlmr_plugin.data.size_sorted_dataset import SizeSortedDataset
 from xlmr_plugin.data.token_target_dataset import token_target_dataset
 from xlmr_plugin.recipes import RECIPES
@@ -43,8 +43,12 @@ from xlmr_plugin.tasks.fill_mask_inference import FillMaskInference
 
 logger = logging.getLogger(__name__)
 
+# the task state fairseq saves in checkpoints: the epoch whose data was loaded last, and its start update
+DATA_EPOCH, DATA_UPDATE = "data_epoch", "data_start_update"
 # losses that read the masked targets of this task's samples; the first is the recipe's
 MASKED_LM_CRITERIA = (RECIPES["base"].criterion, "masked_lm")
+# fairseq's break modes and ours
+BREAK_MODES = ChoiceEnum([*(mode.value for mode in SAMPLE_BREAK_MODE_CHOICES), layout.PACKED])
 
 
 @dataclass
@@ -60,27 +64,68 @@ class XLMRMLMConfig(MaskedLMConfig):
         metadata={"help": "comma-separated languages to train on; default: every subdirectory "
                           "of DATA holding a train split, sorted"},
     )
-    sample_break_mode: SAMPLE_BREAK_MODE_CHOICES = field(
+    sample_break_mode: BREAK_MODES = field(
         default="complete",
         metadata={"help": "none: fill blocks across lines; complete: whole lines per block (longer "
-                          "lines are split); complete_doc: also never cross a document; eos: one line per block"},
+                          "lines are split); complete_doc: also never cross a document; eos: one line per block; "
+                          "packed: pieces of documents packed into full blocks, each piece with its own <s>, "
+                          "positions and attention (needs --attention-impl sdpa)"},
     )
     tokens_per_sample: int = field(
         default=512, metadata={"help": "tokens per block, including the <s> prepended to each block"}
     )
-    multilang_sampling_alpha: float = field(
+    # Any: a number, or a schedule's text (data/update_schedule.py)
+    multilang_sampling_alpha: Any = field(
         default=RECIPES["base"].multilang_sampling_alpha,
         metadata={"help": "language sampling exponent: q_i ∝ p_i^alpha with p_i the language's share "
-                          "of tokens; 1 samples as the data, 0 uniformly"},
+                          "of tokens; 1 samples as the data, 0 uniformly; or a schedule over updates, "
+                          "piecewise-linear '0:0.7,100000:0.5,200000:0.3' or stepped 'step:0:0.7,100000:0.5', "
+                          "read when an epoch starts"},
+    )
+    language_sampling: SAMPLING_CHOICES = field(
+        default="alpha",
+        metadata={"help": "alpha: q ∝ p^alpha (XLM-R); unimax: the token budget spread uniformly over the "
+                          "languages, each at most --unimax-max-epochs passes over its data (Chung et al. 2023)"},
+    )
+    unimax_max_epochs: float = field(
+        default=1.0, metadata={"help": "unimax: the most passes over any language's tokens in the budget"}
+    )
+    unimax_budget_tokens: int = field(
+        default=0,
+        metadata={"help": "unimax: the run's token budget; 0: max-update x update-freq x world size x "
+                          "(batch-size x tokens-per-sample, or max-tokens)"},
+    )
+    language_joins: str = field(
+        default="",
+        metadata={"help": "LANG:UPDATE[,LANG:UPDATE]: each language is sampled (q > 0) only from the epoch "
+                          "that starts at or after its update; the others from the start"},
+    )
+    epoch_blocks: int = field(
+        default=0,
+        metadata={"help": "blocks drawn per epoch (0: as many as the epoch's shards hold); fewer makes "
+                          "epochs, and so the data schedules, which change only at epoch starts, finer"},
+    )
+    mask_prob: Any = field(
+        default=RECIPES["base"].mask_prob,
+        metadata={"help": "share of tokens masked (80%% <mask>, 10%% random, 10%% kept), or a schedule over "
+                          "updates as --multilang-sampling-alpha; the valid split keeps the rate at update 0"},
     )
     downstream_probe: str = field(
         default="",
-        metadata={"help": "NAME:DIR[,NAME:DIR]: at every validation, a linear probe on frozen features of "
-                          "a sentence_prediction-layout DIR (train and valid splits, e.g. from xlmr-probe-data) "
-                          "logs downstream_NAME (accuracy, %%), for --best-checkpoint-metric downstream_NAME "
-                          "--maximize-best-checkpoint-metric"},
+        metadata={"help": "NAME:DIR[,NAME:DIR]: at every validation, a probe on frozen features logs "
+                          "downstream_NAME, for --best-checkpoint-metric downstream_NAME "
+                          "--maximize-best-checkpoint-metric. DIR from xlmr-probe-data: a sentence_prediction "
+                          "layout (--kind xnli) logs a linear probe's accuracy (%%); a cross-lingual set (--kind "
+                          "gettext) the mean translation retrieval (%%), downstream_NAME_transfer the zero-shot "
+                          "transfer (%%), and both with _floor, an untrained model's"},
     )
     train_subset: str = II("dataset.train_subset")
+    # what a run consumes, for unimax's default budget
+    max_update: int = II("optimization.max_update")
+    update_freq: List[int] = II("optimization.update_freq")
+    distributed_world_size: int = II("distributed_training.distributed_world_size")
+    batch_size: Optional[int] = II("dataset.batch_size")
+    max_tokens: Optional[int] = II("dataset.max_tokens")
 
 
 @register_task("xlmr_mlm", dataclass=XLMRMLMConfig)
@@ -105,8 +150,26 @@ class XLMRMLMTask(DownstreamProbeValidation, FillMaskInference, MaskedLMTask):
                   for lang in self.langs}
         self.train_shards = {lang: [prefix for prefix, _ in found] for lang, found in shards.items()}
         self.train_tokens = {lang: sum(tokens for _, tokens in found) for lang, found in shards.items()}
-        # per (split, language): the shard in use and its masked blocks
-        self._lang_cache: Dict[Tuple[str, str], Tuple[int, Optional[FairseqDataset]]] = {}
+        # per (split, language): the shard in use, its masked blocks and their mask rate
+        self._lang_cache: Dict[Tuple[str, str], Tuple[int, Optional[FairseqDataset], float]] = {}
+        self.sampling = LanguageSampling(cfg, self.langs) if self.langs else None
+        self.mask_rate = mask_rate_schedule(cfg.mask_prob)
+        self._logged_mask_rate: Optional[float] = None
+
+    def begin_epoch_data(self, epoch: int, num_updates: int) -> None:
+        """The trainer's update count as it loads ``epoch``'s data (patches/epoch_start_update.py).
+
+        The data schedules are read at the update an epoch starts at, so that the epoch's data is
+        a function of (seed, epoch, that update). It is kept in the task state fairseq saves in
+        every checkpoint: a run resumed inside the epoch rebuilds it from the same update.
+        """
+        if self.state.state_dict.get(DATA_EPOCH) != epoch:
+            self.state.merge_state_dict({DATA_EPOCH: epoch, DATA_UPDATE: num_updates})
+
+    def epoch_start_update(self, epoch: int) -> int:
+        """The update ``epoch`` started at; 0 for an epoch loaded outside fairseq's trainer."""
+        saved = self.state.state_dict
+        return saved[DATA_UPDATE] if saved.get(DATA_EPOCH) == epoch else 0
 
     def _has_spm_model(self) -> bool:
         """The vocabulary's digest needs both files; data made elsewhere may lack spm.model."""
@@ -125,6 +188,8 @@ class XLMRMLMTask(DownstreamProbeValidation, FillMaskInference, MaskedLMTask):
         """The model, once its positions can hold a block: fairseq would otherwise drop
         every block as too long and stop with "The dataset is empty"."""
         model = super().build_model(cfg, from_checkpoint)
+        if self.cfg.sample_break_mode == layout.PACKED:
+            require_segment_attention(model)
         if self.cfg.tokens_per_sample > model.max_positions():
             raise ValueError(f"--tokens-per-sample {self.cfg.tokens_per_sample} is more than the model's "
                              f"{model.max_positions()} positions: lower it, or raise --max-positions")
@@ -141,10 +206,15 @@ class XLMRMLMTask(DownstreamProbeValidation, FillMaskInference, MaskedLMTask):
         return super().build_criterion(cfg, from_checkpoint)
 
     def load_dataset(self, split: str, epoch: int = 1, combine: bool = False, **kwargs) -> None:
+        update = self.epoch_start_update(epoch) if split == self.cfg.train_subset else 0
+        mask_prob = self.mask_rate(update)
+        if split == self.cfg.train_subset and mask_prob != self._logged_mask_rate:
+            logger.info("mask rate %g, from update %d (epoch %d)", mask_prob, update, epoch)
+            self._logged_mask_rate = mask_prob
         langs, parts, tokens, shards = [], [], [], []
         for lang in self.langs:
             shard = (epoch - 1) % len(self.train_shards[lang]) if split == self.cfg.train_subset else 0
-            part = self._language_dataset(split, lang, shard)
+            part = self._language_dataset(split, lang, shard, mask_prob)
             if part is None:
                 continue
             langs.append(lang)
@@ -155,14 +225,13 @@ class XLMRMLMTask(DownstreamProbeValidation, FillMaskInference, MaskedLMTask):
             raise FileNotFoundError(f"no language of {self.langs} has a '{split}' split in {self.cfg.data}")
 
         if split == self.cfg.train_subset:
-            q = smoothed_probabilities(tokens, self.cfg.multilang_sampling_alpha)
-            blocks = [len(p) for p in parts]
-            drawn = blocks_per_language(q, blocks)
-            log_sampling_table(langs, tokens, q, blocks, drawn, self.cfg.multilang_sampling_alpha,
-                               [f"{k + 1}/{len(self.train_shards[lang])}" for lang, k in zip(langs, shards)])
-            parts = [
+            drawn = self.sampling.draw(
+                langs, tokens, [len(p) for p in parts],
+                [f"{k + 1}/{len(self.train_shards[lang])}" for lang, k in zip(langs, shards)],
+                update, epoch, self.cfg.epoch_blocks)
+            parts = [  # a language not joined yet draws nothing
                 LanguageResamplingDataset(part, size, self.cfg.seed, self.langs.index(lang), epoch)
-                for lang, part, size in zip(langs, parts, drawn)
+                for lang, part, size in zip(langs, parts, drawn) if size > 0
             ]
         dataset = ConcatDataset(parts)
         with data_utils.numpy_seed(self.cfg.seed, epoch):
@@ -170,11 +239,11 @@ class XLMRMLMTask(DownstreamProbeValidation, FillMaskInference, MaskedLMTask):
         self.datasets[split] = SizeSortedDataset(dataset, shuffle)
         logger.info("%s: %d blocks from %d languages (epoch %d)", split, len(dataset), len(parts), epoch)
 
-    def _language_dataset(self, split: str, lang: str, shard: int) -> Optional[FairseqDataset]:
+    def _language_dataset(self, split: str, lang: str, shard: int, mask_prob: float) -> Optional[FairseqDataset]:
         """Masked blocks of one shard of a language's split with its language id; the
-        language's current shard is kept across epochs, the others are let go."""
+        language's current shard is kept across epochs (while the mask rate holds), the others are let go."""
         key = (split, lang)
-        if key in self._lang_cache and self._lang_cache[key][0] == shard:
+        if key in self._lang_cache and self._lang_cache[key][0::2] == (shard, mask_prob):
             return self._lang_cache[key][1]
         if split == self.cfg.train_subset:
             prefix = self.train_shards[lang][shard]
@@ -183,15 +252,20 @@ class XLMRMLMTask(DownstreamProbeValidation, FillMaskInference, MaskedLMTask):
             prefix = next((p for p in prefixes if Path(f"{p}.idx").exists()), None)
             if prefix is None:
                 logger.warning("language %s has no %s split in %s: left out of it", lang, split, self.cfg.data)
-                self._lang_cache[key] = (shard, None)
+                self._lang_cache[key] = (shard, None, mask_prob)
                 return None
-        blocks = MappedBlockDataset(prefix, self.cfg.tokens_per_sample, self.cfg.sample_break_mode)
+        packed = self.cfg.sample_break_mode == layout.PACKED
+        if packed:  # an <s> before each piece of a block
+            blocks = PackedBlockDataset(prefix, self.cfg.tokens_per_sample, self.dictionary.bos())
+        else:
+            blocks = MappedBlockDataset(prefix, self.cfg.tokens_per_sample, self.cfg.sample_break_mode)
         if len(blocks) == 0 and split == self.cfg.train_subset:
             raise FileNotFoundError(f"language {lang}: no training data in {prefix}")
-        blocks = PrependTokenDataset(blocks, self.dictionary.bos())
+        if not packed:
+            blocks = PrependTokenDataset(blocks, self.dictionary.bos())
         src, tgt = MaskTokensDataset.apply_mask(
             blocks, self.dictionary, pad_idx=self.dictionary.pad(), mask_idx=self.mask_idx,
-            seed=self.cfg.seed, mask_prob=self.cfg.mask_prob,
+            seed=self.cfg.seed, mask_prob=mask_prob,
             leave_unmasked_prob=self.cfg.leave_unmasked_prob,
             random_token_prob=self.cfg.random_token_prob,
             freq_weighted_replacement=self.cfg.freq_weighted_replacement,
@@ -202,9 +276,10 @@ class XLMRMLMTask(DownstreamProbeValidation, FillMaskInference, MaskedLMTask):
             src, self.dictionary.pad(), tgt, self.dictionary.pad(),
             # for per-language loss in the criterion; the model never sees it
             extra={"lang_id": RawLabelDataset(np.full(len(src), self.langs.index(lang), dtype=np.int32))},
+            segment_ids=SegmentIdsDataset(blocks) if packed else None,
         )
         logger.info("%s: %d blocks", prefix, len(dataset))
-        self._lang_cache[key] = (shard, dataset)
+        self._lang_cache[key] = (shard, dataset, mask_prob)
         return dataset
 
 
@@ -225,14 +300,21 @@ def resolve_languages(data: str, langs: str) -> List[str]:
     return wanted
 
 
+def mask_rate_schedule(spec: Any) -> UpdateSchedule:
+    """``--mask-prob`` as a schedule of rates in (0, 1): at 0 no token would be a target."""
+    schedule = UpdateSchedule.parse(spec, "--mask-prob", low=0.0, high=1.0)
+    if not all(0 < rate < 1 for rate in schedule.values):
+        raise ValueError(f"--mask-prob: every rate must lie in (0, 1), got {spec!r}")
+    return schedule
+
+
 def _validate(cfg: XLMRMLMConfig) -> None:
     """Fail at startup, naming the field, rather than deep inside data loading."""
     if not cfg.data or not (Path(utils.split_paths(cfg.data)[0]) / layout.DICT).is_file():
         raise FileNotFoundError(f"data: {cfg.data!r} has no {layout.DICT} (run xlmr-prepare first)")
     if cfg.tokens_per_sample < 8:
         raise ValueError(f"--tokens-per-sample must be at least 8, got {cfg.tokens_per_sample}")
-    if cfg.multilang_sampling_alpha < 0:
-        raise ValueError(f"--multilang-sampling-alpha must be >= 0, got {cfg.multilang_sampling_alpha}")
+    mask_rate_schedule(cfg.mask_prob)
     parse_probes(cfg.downstream_probe)
     if cfg.d2v2_multi or cfg.include_target_tokens or cfg.shorten_method != "none":
         raise ValueError("xlmr_mlm does not support --d2v2-multi, --include-target-tokens or --shorten-method")
