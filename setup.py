@@ -49,6 +49,7 @@ setup(
             "xlmr-report=xlmr.analysis.report:main",
             "xlmr-xnli=xlmr.downstream.xnli_cli:main",
             "xlmr-probe-data=xlmr.downstream.probe_data:main",
+            "xlmr-yardstick=xlmr_plugin.probing.yardstick:main",
             "xlmr-ner=xlmr.downstream.ner_cli:main",
             "xlmr-mlqa=xlmr.downstream.mlqa:main",
         ],

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -85,8 +85,20 @@ def pair_features(columns: list[torch.Tensor]) -> torch.Tensor:
 def fit_and_score(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
                   classes: int, l2: float = 1e-3, steps: int = 100) -> float:
     """Accuracy (%) on the test split of an L2-regularised logistic regression fitted on train."""
+    return accuracy(fit_classifier(train_x, train_y, classes, l2, steps), test_x, test_y)
+
+
+def accuracy(classify: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> float:
+    """Accuracy (%) of ``classify`` (features -> class indices) on ``x``, ``y``."""
+    return 100.0 * classify(x).eq(y).float().mean().item()
+
+
+def fit_classifier(train_x: torch.Tensor, train_y: torch.Tensor, classes: int, l2: float = 1e-3,
+                   steps: int = 100) -> Callable[[torch.Tensor], torch.Tensor]:
+    """An L2-regularised logistic regression fitted on train: features -> class indices.
+    Fitted once, it scores any number of test sets (the languages of a transfer probe)."""
     mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
-    train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
+    train_x = (train_x - mean) / std
     weight = torch.zeros(train_x.size(1), classes, requires_grad=True)
     bias = torch.zeros(classes, requires_grad=True)
     optimizer = torch.optim.LBFGS([weight, bias], max_iter=steps, line_search_fn="strong_wolfe")
@@ -99,8 +111,8 @@ def fit_and_score(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Te
 
     with torch.enable_grad():  # fairseq validates under no_grad
         optimizer.step(loss)
-    with torch.no_grad():
-        return 100.0 * (test_x @ weight + bias).argmax(1).eq(test_y).float().mean().item()
+    weight, bias = weight.detach(), bias.detach()
+    return lambda x: (((x - mean) / std) @ weight + bias).argmax(1)
 
 
 def probe_accuracy(model, data: dict[str, ProbeSplit], bos: int, pad: int, classes: Optional[int] = None) -> float:
