@@ -1,0 +1,211 @@
+"""Equal compute on CPU: stock fairseq ``multilingual_masked_lm`` against the plugin with its
+CPU levers, each training for the same minutes on the same binarized data, both scored by
+``xlmr-eval-ppl`` (fixed masking, bits per masked token) on the valid splits.
+
+    python benchmarks/equal_compute.py DATA --minutes 6 \\
+        --json benchmarks/results/equal_compute_cpu2.json --md benchmarks/results/equal_compute_cpu2.md
+
+DATA is an ``xlmr-prepare`` output with one train shard per language (stock fairseq reads
+``<lang>/train`` only). Both systems train the same model (``--layers`` x ``--width``, GELU,
+post-norm), the same batch of ``--batch-size`` blocks of ``--tokens-per-sample`` tokens,
+optimiser, learning-rate schedule, seed and language sampling (alpha 0.3); what differs is
+the plugin's task and levers (``--plugin-levers``). Runs alternate (stock, plugin, plugin,
+stock, ...) so that drift in the machine's load falls on both; each stops after ``--minutes``
+of fairseq's own training clock (``--stop-time-hours``), with the same number of threads.
+
+The headline figures: real (non-padding) tokens per second over the run, the updates made,
+and the mean over languages of each language's bits per masked token (the issue's measure;
+``all`` pools the masked tokens of every language and weights the large ones).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+# lever name -> the plugin's fairseq-train arguments (what --plugin-levers switches on)
+PLUGIN_LEVERS: Dict[str, List[str]] = {
+    "packed": ["--sample-break-mode", "packed"],
+    "bf16": ["--bf16"],
+    "fused_adamw": ["--optimizer", "fused_adamw"],
+    "no_lang_sync": ["--no-train-language-metrics"],
+}
+
+
+def shared_args(data: Path, args: argparse.Namespace) -> List[str]:
+    """What both systems train: model size, batch, optimiser, schedule, sampling, seed."""
+    return [
+        str(data), "--cpu", "--seed", str(args.seed), "--num-workers", "0",
+        "--encoder-layers", str(args.layers), "--encoder-embed-dim", str(args.width),
+        "--encoder-attention-heads", str(args.width // 64), "--encoder-ffn-embed-dim", str(4 * args.width),
+        "--dropout", "0.0", "--attention-dropout", "0.0",
+        "--tokens-per-sample", str(args.tokens_per_sample), "--batch-size", str(args.batch_size),
+        "--required-batch-size-multiple", "1", "--multilang-sampling-alpha", "0.3", "--mask-prob", "0.15",
+        "--adam-betas", "(0.9,0.98)", "--adam-eps", "1e-6", "--weight-decay", "0.01", "--clip-norm", "0.0",
+        "--lr", str(args.lr), "--lr-scheduler", "polynomial_decay", "--warmup-updates", str(args.warmup),
+        "--total-num-update", str(args.total_updates), "--max-update", str(args.total_updates),
+        "--stop-time-hours", str(args.minutes / 60), "--disable-validation", "--no-epoch-checkpoints",
+        "--log-format", "json", "--log-interval", "20",
+    ]
+
+
+def system_args(name: str, levers: List[str]) -> List[str]:
+    if name == "stock":
+        return ["--task", "multilingual_masked_lm", "--arch", "roberta_base", "--criterion", "masked_lm",
+                "--optimizer", "adam", "--sample-break-mode", "complete"]
+    argv = ["--user-dir", str(ROOT / "xlmr_plugin"), "--task", "xlmr_mlm", "--arch", "xlmr_base",
+            "--criterion", "xlmr_masked_lm"]
+    if "packed" not in levers:
+        argv += ["--sample-break-mode", "complete"]
+    if "fused_adamw" not in levers:
+        argv += ["--optimizer", "adam"]
+    for lever in levers:
+        argv += PLUGIN_LEVERS[lever]
+    return argv
+
+
+def train_speed(log: str) -> Dict[str, float]:
+    """Real tokens/s over the run from fairseq's JSON ``train`` records (one per epoch, the
+    last one for the epoch the clock stopped: the tokens and updates per second of each),
+    and the updates made."""
+    records = [json.loads(line[line.index("{"):]) for line in log.splitlines()
+               if "| train |" in line and "{" in line]
+    if not records:
+        raise RuntimeError("no train record in the log:\n" + log[-3000:])
+    tokens = seconds = 0.0
+    previous = 0
+    for record in records:
+        updates = int(record["num_updates"]) - previous
+        previous = int(record["num_updates"])
+        interval = updates / float(record["ups"])
+        tokens += float(record["wps"]) * interval
+        seconds += interval
+    return {"updates": previous, "real_tokens_per_s": tokens / seconds, "train_loss_last": float(records[-1]["loss"]),
+            "epochs": len(records)}
+
+
+def run_system(name: str, data: Path, args: argparse.Namespace, levers: List[str], work: Path) -> Dict:
+    save_dir = work / name
+    if save_dir.exists():  # fairseq would resume from it, and stock fairseq cannot load its own checkpoints on torch >= 2.6
+        raise FileExistsError(f"{save_dir} exists: give --work-dir a new folder")
+    argv = [str(BIN / "fairseq-train"), *shared_args(data, args), *system_args(name, levers),
+            "--save-dir", str(save_dir)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run(argv, cwd=work, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    result = {"system": name, "command": argv, "wall_s": wall,
+              "cpu_s": after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime,
+              **train_speed(proc.stdout + proc.stderr)}
+    scores = work / f"{name}_ppl.json"
+    proc = subprocess.run([str(BIN / "xlmr-eval-ppl"), str(save_dir / "checkpoint_last.pt"), str(data),
+                           "--dict-dir", str(data), "--cpu", "--json", str(scores)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"xlmr-eval-ppl of {name} failed:\n{proc.stderr[-3000:]}")
+    table = json.loads(scores.read_text())
+    langs = [lang for lang in table if lang != "all"]
+    result["bits_per_lang"] = {lang: table[lang]["loss"] for lang in langs}
+    result["bits_mean_over_langs"] = statistics.mean(result["bits_per_lang"].values())
+    result["bits_all"] = table["all"]["loss"]
+    return result
+
+
+def summarize(runs: List[Dict]) -> Dict:
+    by_system: Dict[str, Dict] = {}
+    for name in ("stock", "plugin"):
+        mine = [r for r in runs if r["system"] == name]
+        by_system[name] = {key: statistics.mean(r[key] for r in mine)
+                           for key in ("updates", "real_tokens_per_s", "bits_mean_over_langs", "bits_all", "cpu_s")}
+        by_system[name]["bits_mean_over_langs_range"] = [min(r["bits_mean_over_langs"] for r in mine),
+                                                         max(r["bits_mean_over_langs"] for r in mine)]
+    stock, plugin = by_system["stock"], by_system["plugin"]
+    return {"systems": by_system,
+            "tokens_per_s_ratio": plugin["real_tokens_per_s"] / stock["real_tokens_per_s"],
+            "bits_below_stock": stock["bits_mean_over_langs"] - plugin["bits_mean_over_langs"]}
+
+
+def markdown(summary: Dict, args: argparse.Namespace, levers: List[str]) -> str:
+    rows = ["| system | updates | real tokens/s | CPU s | bits/masked token, mean over languages (range) | all |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    for name, s in summary["systems"].items():
+        low, high = s["bits_mean_over_langs_range"]
+        label = "stock multilingual_masked_lm" if name == "stock" else f"plugin ({', '.join(levers) or 'no levers'})"
+        rows.append(f"| {label} | {s['updates']:.0f} | {s['real_tokens_per_s']:.0f} | {s['cpu_s']:.0f} | "
+                    f"{s['bits_mean_over_langs']:.3f} ({low:.3f}-{high:.3f}) | {s['bits_all']:.3f} |")
+    rows.append("")
+    rows.append(f"{args.minutes:g} minutes of training each, {args.repeats} run(s) per system; plugin / stock real "
+                f"tokens per second: {summary['tokens_per_s_ratio']:.2f}x; plugin below stock: "
+                f"{summary['bits_below_stock']:.3f} bits per masked token (mean over languages).")
+    return "\n".join(rows) + "\n"
+
+
+def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("data", type=Path, help="xlmr-prepare output, one train shard per language")
+    parser.add_argument("--minutes", type=float, default=6.0, help="training minutes per run (fairseq's clock)")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per system, alternating order")
+    parser.add_argument("--plugin-levers", default="packed,bf16,fused_adamw,no_lang_sync",
+                        help=f"comma-separated, of {', '.join(PLUGIN_LEVERS)}; empty: the plain plugin")
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--width", type=int, default=256)
+    parser.add_argument("--tokens-per-sample", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--total-updates", type=int, default=4000, help="end of the linear decay (and a cap)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--work-dir", type=Path, help="keep the runs' checkpoints and scores here (default: a "
+                        "temporary folder, removed)")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--md", type=Path)
+    args = parser.parse_args(argv)
+    if not (args.data / "dict.txt").is_file():
+        parser.error(f"DATA: {args.data} has no dict.txt (run xlmr-prepare first)")
+    if args.width % 64:
+        parser.error(f"--width must be a multiple of 64 (heads of 64), got {args.width}")
+    unknown = [lever for lever in args.plugin_levers.split(",") if lever and lever not in PLUGIN_LEVERS]
+    if unknown:
+        parser.error(f"--plugin-levers: unknown {','.join(unknown)}; known: {','.join(PLUGIN_LEVERS)}")
+    return args
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    levers = [lever for lever in args.plugin_levers.split(",") if lever]
+    order = [("stock", "plugin"), ("plugin", "stock")]
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="equal_compute_") as tmp:
+        for repeat in range(args.repeats):
+            for name in order[repeat % 2]:
+                work = (args.work_dir or Path(tmp)) / f"run{repeat}"
+                work.mkdir(parents=True, exist_ok=True)
+                runs.append(run_system(name, args.data.resolve(), args, levers, work))
+                print(f"{name}: {runs[-1]['updates']} updates, {runs[-1]['real_tokens_per_s']:.0f} real tokens/s, "
+                      f"{runs[-1]['bits_mean_over_langs']:.3f} bits (mean over languages)", flush=True)
+    summary = summarize(runs)
+    text = markdown(summary, args, levers)
+    print(text)
+    command = "python benchmarks/equal_compute.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    if args.json:
+        args.json.write_text(json.dumps({"command": command, "threads": os.environ.get("OMP_NUM_THREADS"),
+                                         "summary": summary, "runs": runs}, indent=2) + "\n")
+    if args.md:
+        args.md.write_text(f"Command: `{command}`\n\n{text}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
