@@ -87,7 +87,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         parser.error("give either --grid or --study")
     if args.grid and any(len(axis) < 2 for axis in args.grid):
         parser.error("--grid takes an option and at least one value")
-    if args.executor == "local" and args.gpus_per_node == 0 and train.world_size(args) > 1:
+    if args.executor == "local" and train.gpus_per_node(args) == 0 and train.world_size(args) > 1:
         parser.error("--executor local trains on CPU with one process")
     sweep_dir = args.sweep_dir = args.sweep_dir.resolve()
     try:
