@@ -167,6 +167,6 @@ def test_sweep_runs_every_grid_point_in_its_own_directory(xlmr_data, tmp_path):
     assert runs == ["multilang-sampling-alpha=0.3", "multilang-sampling-alpha=1.0"]
     for run, alpha in zip(runs, ("0.3", "1")):
         log = (tmp_path / "alpha" / run / "train.log").read_text()
-        assert f"language sampling, alpha={alpha} (" in log
+        assert f"language sampling, alpha={alpha}, from update 0 (epoch 1)" in log
         assert [update for update, _ in losses(log)] == [1, 2, 3, 4]
         assert (tmp_path / "alpha" / run / "checkpoints" / "checkpoint_last.pt").exists()
