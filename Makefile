@@ -46,6 +46,7 @@ demo: setup
 	  --sentencepiece-model $(DEMO)/data/spm.model --nbest 3 --cpu 2>/dev/null | grep -E "^(S|D|P)-"
 	$(BIN)/python -m xlmr_plugin.probing.mask_fill_accuracy $(DEMO)/checkpoints/checkpoint_best.pt $(DEMO)/data \
 	  --langs en,de,fr,ru,ja,es --max-lines 500 --json $(DEMO)/mask_accuracy.json 2>/dev/null
+	$(BIN)/python -m xlmr.analysis.valid_curves $(DEMO)/train.log --out $(DEMO)/valid_curves.png
 
 test: setup
 	$(BIN)/python -m pytest -q tests $(PYTEST_ARGS)

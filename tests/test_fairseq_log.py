@@ -1,11 +1,14 @@
 """The one reader of fairseq-train's log, on the logs of real short runs: the json and simple
 formats of fairseq-train and fairseq-hydra-train's form give the same records, and
-`xlmr-train --status` and the study report read them."""
+`xlmr-train --status`, the study report and the demo's validation curves read them."""
+import math
 from pathlib import Path
 
+import matplotlib.image
 import pytest
 
 from plugin_utils import PLUGIN, REPO, TINY, fairseq_cli, json_records, small_dest
+from xlmr.analysis import valid_curves
 from xlmr.analysis.run_results import read_run
 from xlmr.slurm import fairseq_log, train_status
 from xlmr_plugin.models.shapes import SHAPES
@@ -108,3 +111,48 @@ def test_status_and_report_read_the_same_run_in_both_formats(json_run, simple_ru
     assert [simple_result.loss(lang) for lang in ("el", "ja")] == [json_result.loss(lang) for lang in ("el", "ja")]
     assert simple_result.parameters == json_result.parameters
     assert simple_result.valid["num_updates"] == json_result.valid["num_updates"] == 4
+
+
+def _run_dir(tmp_path: Path, name: str, lines: list[str]) -> Path:
+    run_dir = tmp_path / name
+    run_dir.mkdir()
+    (run_dir / "train.log").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return run_dir
+
+
+def test_valid_curves_draw_every_language_of_every_validation_in_both_formats(json_run, simple_run, data, tmp_path):
+    drawn = {}
+    for name, (lines, _) in (("json", json_run), ("simple", simple_run)):
+        log = _run_dir(tmp_path, name, lines) / "train.log"
+        curves = valid_curves.read_curves(log)
+        assert (curves.run, curves.data) == (name, data)
+        unigram = valid_curves.unigram_bits(curves.data, list(curves.losses))
+        png = tmp_path / f"{name}.png"
+        drawn[name] = valid_curves.plot_curves(curves, png, unigram)
+        valid = list(fairseq_log.records(lines, "valid"))
+        assert set(drawn[name]) == {"el", "ja", "mean over languages", "unigram"}
+        for key, lang in (("el", "el"), ("ja", "ja"), ("mean over languages", "lang_mean")):
+            assert drawn[name][key] == [(r.stats["num_updates"], r.stats[f"loss_{lang}"]) for r in valid]
+        assert [u for u, _ in drawn[name]["el"]] == [2, 4]
+        image = matplotlib.image.imread(png)  # a PNG matplotlib reads back, of the size drawn
+        assert image.shape[:2] == (540, 840) and image.std() > 0
+        assert not list(tmp_path.glob(f".{name}.png.tmp-*"))  # written in place, no temporary left
+    assert drawn["json"] == drawn["simple"]
+    # a unigram guess is worse than nothing on no language's real text: below the uniform log2|V|
+    levels = valid_curves.unigram_bits(data, ["el", "ja"])
+    assert set(levels) == {"el", "ja"}
+    assert all(0 < bits < math.log2(layout.dictionary_size(data)) for bits in levels.values())
+
+
+def test_valid_curves_command_prints_the_picture_and_refuses_a_log_without_validation(json_run, tmp_path, capsys):
+    lines, _ = json_run
+    log = _run_dir(tmp_path, "run", lines) / "train.log"
+    assert valid_curves.main([str(log), "--out", str(tmp_path / "curves.png")]) == 0
+    assert capsys.readouterr().out.strip() == f"validation curves: {tmp_path / 'curves.png'}"
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    training_only = [line for line in lines if not any(fairseq_log.records([line], "valid"))]
+    log = _run_dir(tmp_path, "no_valid", training_only) / "train.log"
+    with pytest.raises(SystemExit):
+        valid_curves.main([str(log), "--out", str(tmp_path / "none.png")])
+    assert f"{log}: no validation record" in capsys.readouterr().err
+    assert not (tmp_path / "none.png").exists()
