@@ -143,3 +143,24 @@ def test_a_criterion_that_cannot_read_masked_samples_is_refused(dest):
     task = make_task(dest)
     with pytest.raises(ValueError, match="--criterion xlmr_masked_lm .*not 'cross_entropy'"):
         task.build_criterion(OmegaConf.structured(CrossEntropyCriterionConfig(_name="cross_entropy")))
+
+
+def masked_share(task: XLMRMLMTask, split: str, epoch: int = 1) -> float:
+    task.load_dataset(split, epoch=epoch)
+    dataset = task.dataset(split)
+    selected = tokens = 0
+    for i in range(len(dataset)):
+        target = dataset[i]["target"]
+        selected += int(target.ne(task.dictionary.pad()).sum())
+        tokens += len(target) - 2  # <s> and </s> are never targets
+    return selected / tokens
+
+
+def test_valid_splits_mask_at_the_schedules_last_rate(dest):
+    """A mask-rate schedule (0.4 falling to 0.1) trains at its first rate and validates at its
+    last, so that validation losses stay comparable along the run and with a 0.1-constant run."""
+    scheduled = make_task(dest, mask_prob="0:0.4,1000:0.1")
+    assert masked_share(scheduled, "train") == pytest.approx(0.4, abs=0.03)
+    assert masked_share(scheduled, "valid") == pytest.approx(0.1, abs=0.02)
+    constant = make_task(dest, mask_prob=0.1)
+    assert masked_share(constant, "valid") == pytest.approx(masked_share(scheduled, "valid"), abs=1e-9)

@@ -108,7 +108,7 @@ class XLMRMLMConfig(MaskedLMConfig):
     mask_prob: Any = field(
         default=RECIPES["base"].mask_prob,
         metadata={"help": "share of tokens masked (80%% <mask>, 10%% random, 10%% kept), or a schedule over "
-                          "updates as --multilang-sampling-alpha; the valid split keeps the rate at update 0"},
+                          "updates as --multilang-sampling-alpha; the valid splits mask at the schedule's last rate"},
     )
     downstream_probe: str = field(
         default="",
@@ -206,7 +206,9 @@ class XLMRMLMTask(DownstreamProbeValidation, FillMaskInference, MaskedLMTask):
         return super().build_criterion(cfg, from_checkpoint)
 
     def load_dataset(self, split: str, epoch: int = 1, combine: bool = False, **kwargs) -> None:
-        update = self.epoch_start_update(epoch) if split == self.cfg.train_subset else 0
+        # the valid splits mask at the rate the schedule ends on, so that a run's validation
+        # losses are comparable with each other and with a constant-rate run's
+        update = self.epoch_start_update(epoch) if split == self.cfg.train_subset else self.mask_rate.updates[-1]
         mask_prob = self.mask_rate(update)
         if split == self.cfg.train_subset and mask_prob != self._logged_mask_rate:
             logger.info("mask rate %g, from update %d (epoch %d)", mask_prob, update, epoch)
