@@ -7,8 +7,10 @@ ends, so that a failed or slow step costs only itself.
 
 Steps: ``env`` (GPU, torch, CUDA, packages, compiler: what the compile lever needs),
 ``parity`` (benchmarks/precision_parity.py), ``throughput_large`` and ``throughput_base``
-(benchmarks/train_throughput.py, plugin bf16 against stock fairseq --fp16 and HF at 512
-tokens, one round), ``sweep_large_b32`` and ``sweep_large_b64`` (the plugin alone at larger
+(benchmarks/train_throughput.py, plugin bf16 on packed blocks against stock fairseq --fp16 and
+HF on complete ones at 512 tokens, one round; ``throughput_base`` also runs the plugin on
+complete blocks, whose ``packing`` figures hold the packed lever's gain beside the unfilled
+share of the slots it removes), ``sweep_large_b32`` and ``sweep_large_b64`` (the plugin alone at larger
 batches: MFU depends on the batch). Each runs in its own process under its time box; the
 JSON of each holds its status (ok, failed, timed_out), seconds, command, the step's own
 figures and the end of its log. The lent machine returns at most 8 files from $OUT: six
@@ -56,9 +58,9 @@ STEPS = [
     Step("throughput_large", 150, "train_throughput.py",
          ["--arch", "large", "--batch-size", "16", "--warmup", "8", "--steps", "15", "--rounds", "1"],
          THROUGHPUT_TINY),
-    Step("throughput_base", 100, "train_throughput.py",
-         ["--arch", "base", "--batch-size", "32", "--warmup", "8", "--steps", "15", "--rounds", "1"],
-         THROUGHPUT_TINY),
+    Step("throughput_base", 150, "train_throughput.py",
+         ["--arch", "base", "--batch-size", "32", "--warmup", "8", "--steps", "15", "--rounds", "1",
+          "--ablate", "packed"], THROUGHPUT_TINY + ["--ablate", "packed"]),
     Step("sweep_large_b32", 60, "train_throughput.py",
          ["--arch", "large", "--systems", "plugin", "--batch-size", "32", "--warmup", "6", "--steps", "10",
           "--rounds", "1"], THROUGHPUT_TINY + ["--systems", "plugin"]),

@@ -9,8 +9,11 @@
 
 Both fairseq systems go through ``fairseq.trainer.Trainer.train_step``, the step
 fairseq-train takes (fp16/bf16 optimizer wrappers, gradient norm and logging included).
-All three read the batches of one ``xlmr_mlm`` task (the task only reads data; the
-stock model and criterion never see its language ids) and start from the same weights.
+All three read the batches of ``xlmr_mlm`` tasks over the same data, seed and batch size
+(the task only reads data; the stock model and criterion never see its language ids) and
+start from the same weights. The break mode is the one difference: ``complete`` blocks
+(whole lines, fairseq-train's default) for all, except the plugin with the ``packed``
+lever, which reads packed blocks: only its model keeps the pieces of a block apart.
 """
 from __future__ import annotations
 
@@ -41,11 +44,17 @@ LEVERS: Dict[str, List[str]] = {
     "fused_adamw": [],  # off: --optimizer adam
     "compile": ["--compile-layers"],
     "checkpoint": ["--checkpoint-activations"],
-    # data-side levers (what the task reads) come here too, e.g. packed sequences
+    # data-side levers (what the task reads)
+    "packed": ["--sample-break-mode", "packed"],  # off: complete (fairseq_args)
 }
+# lever -> the lever it cannot run without: packed blocks need the sdpa model, whose
+# attention stays inside each piece (fairseq's attention is refused at build)
+REQUIRES: Dict[str, str] = {"packed": "sdpa"}
 DEFAULT_LEVERS = [name for name in LEVERS if name != "checkpoint"]
 # On CPU the GPU-only wins are left out by default: fuse_qkv and pad_vocab cost a weight
-# copy per step there, compile minutes of C++ compilation (--levers switches any on)
+# copy per step there, compile minutes of C++ compilation (--levers switches any on). packed
+# stays on in both: per real token a packed CPU step costs about what a complete one does
+# (README, packed blocks), and its steps are full
 CPU_LEVERS = [name for name in DEFAULT_LEVERS if name not in ("fuse_qkv", "pad_vocab", "compile")]
 
 
@@ -68,11 +77,12 @@ class Workload:
 
 
 def fairseq_args(data: str, workload: Workload, device: str, workers: int, seed: int, save_dir: str) -> List[str]:
-    """What both fairseq systems share: data, batch, schedule, dropout as in XLM-R. ``save_dir``
-    is where fairseq writes ``crash.pt`` when a step raises (by default ./checkpoints, which for
-    ``xlmr_large`` is gigabytes in the working tree)."""
+    """What both fairseq systems share: data, batch, schedule, dropout as in XLM-R, blocks of
+    whole lines (the packed lever overrides it). ``save_dir`` is where fairseq writes
+    ``crash.pt`` when a step raises (by default ./checkpoints, which for ``xlmr_large`` is
+    gigabytes in the working tree)."""
     return [
-        data, "--user-dir", str(PLUGIN), "--task", "xlmr_mlm", "--sample-break-mode", "none",
+        data, "--user-dir", str(PLUGIN), "--task", "xlmr_mlm", "--sample-break-mode", "complete",
         "--tokens-per-sample", str(workload.tokens_per_sample), "--batch-size", str(workload.batch_size),
         "--required-batch-size-multiple", "1", "--num-workers", str(workers), "--seed", str(seed),
         "--adam-betas", "(0.9,0.98)", "--adam-eps", "1e-6", "--weight-decay", "0.01", "--clip-norm", "0.0",
@@ -97,6 +107,12 @@ def stock_args(device: str) -> List[str]:
            (["--fp16"] if device == "cuda" else [])
 
 
+def without(levers: List[str], lever: str) -> List[str]:
+    """``levers`` with ``lever`` off, and with it every lever that needs it (REQUIRES)."""
+    off = {lever} | {name for name, needed in REQUIRES.items() if needed == lever}
+    return [name for name in levers if name not in off]
+
+
 def unavailable_levers(levers: List[str], device: str) -> Dict[str, str]:
     """{lever: why it cannot run here} among ``levers``: bf16 on a CPU without bf16 matrix
     units (emulated, slower than fp32), compile where torch.compile cannot build a kernel
@@ -116,13 +132,12 @@ def unavailable_levers(levers: List[str], device: str) -> Dict[str, str]:
 def epoch_batches(task, cfg, workload: Workload):
     """Epoch 1 of the task's training batches, through fairseq's loader and its workers:
     the same batches on every call (seeded shuffle and masking), only those of the full
-    shape (batch_size x tokens_per_sample) and without padding. The shuffled epoch also
-    holds a short last batch and one padded block; timing them would time another
-    workload, keep SDPA off its flash kernel, and recompile a compiled model per shape."""
-    pad = task.source_dictionary.pad()
-    full = (workload.batch_size, workload.tokens_per_sample)
-    return (sample for sample in _epoch(task, cfg) if tuple(sample["net_input"]["src_tokens"].shape) == full
-            and not sample["net_input"]["src_tokens"].eq(pad).any())
+    batch size: the shuffled epoch's short last batch would time another workload. Their
+    width is what fairseq-train trains on: ``tokens_per_sample`` for packed blocks; for
+    complete ones the longest block of the batch, and fairseq batches blocks of similar
+    size together, so that most of complete's empty slots are short rows rather than
+    padding (the benchmark reports both shares)."""
+    return (sample for sample in _epoch(task, cfg) if len(sample["net_input"]["src_tokens"]) == workload.batch_size)
 
 
 def _epoch(task, cfg):
@@ -135,19 +150,30 @@ def _epoch(task, cfg):
     return itr.next_epoch_itr(shuffle=True)
 
 
+def training_cfg(argv: List[str]):
+    """fairseq-train's config of ``argv``, with what the plugin does inside its call_main."""
+    parser = options.get_training_parser()
+    cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(parser, argv))
+    bf16_without_tpu(cfg)
+    cpu_bf16_or_fp32(cfg)
+    return cfg
+
+
+def training_task(cfg):
+    """The task of ``cfg`` with its epoch-1 training data loaded."""
+    task = tasks.setup_task(cfg.task)
+    task.load_dataset("train", epoch=1)
+    return task
+
+
 class FairseqSystem:
     """cfg -> task, model, criterion -> fairseq Trainer; ``step(sample)`` is train_step."""
 
     def __init__(self, argv: List[str], task=None, init_state: Optional[dict] = None):
-        parser = options.get_training_parser()
-        cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(parser, argv))
-        bf16_without_tpu(cfg)  # what the plugin does inside fairseq-train's call_main
-        cpu_bf16_or_fp32(cfg)
+        cfg = training_cfg(argv)
         Path(cfg.checkpoint.save_dir).mkdir(parents=True, exist_ok=True)  # where crash.pt goes, as fairseq-train does
         self.cfg = cfg
-        self.task = task or tasks.setup_task(cfg.task)
-        if task is None:
-            self.task.load_dataset("train", epoch=1)
+        self.task = task or training_task(cfg)
         model = self.task.build_model(cfg.model)
         if init_state is not None:
             model.load_state_dict(init_state, strict=True)

@@ -2,7 +2,9 @@
 run's predicted failures, each with a test that fails without its fix: full batches only,
 a compile lever that cannot build dropped, one failing system never stopping the others,
 crash.pt out of the working tree, --gpus-per-node from the machine, fused_adamw refusing
-half-precision moments, and a GPU command that fits the lent machine's minutes."""
+half-precision moments, and a GPU command that fits the lent machine's minutes. Then the
+benchmark's packed lever: packed blocks for the plugin alone, real tokens and empty slots
+counted from the batches each system read."""
 import argparse
 import json
 import os
@@ -22,7 +24,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import gpu_check  # noqa: E402
 import train_throughput  # noqa: E402
 from train_systems import (  # noqa: E402
-    FairseqSystem, Workload, _epoch, epoch_batches, fairseq_args, plugin_args, stock_args,
+    CPU_LEVERS, DEFAULT_LEVERS, FairseqSystem, Workload, _epoch, epoch_batches, fairseq_args, plugin_args, stock_args,
+    training_cfg, training_task,
 )
 from xlmr_plugin.models.shapes import Shape  # noqa: E402
 
@@ -31,8 +34,9 @@ WORKLOAD = Workload(Shape(1, 64, 4, 256), train_throughput.VOCAB, 64, 3)
 
 @pytest.fixture(scope="module")
 def bench_data(tmp_path_factory) -> Path:
-    # 20 blocks of 64: six full batches of 3 and a short one, the last block padded
-    return train_throughput.write_data(tmp_path_factory.mktemp("bench"), train_throughput.VOCAB, 20 * 64 - 30, 1)
+    # documents to 1,250 tokens or more (seed 4: 5,165): 106 complete and 82 packed blocks of 64,
+    # so that either mode's epoch ends in a short batch of 3
+    return train_throughput.write_data(tmp_path_factory.mktemp("bench"), train_throughput.VOCAB, 1250, 4)
 
 
 def system(data: Path, work: Path, *extra: str, task=None, init=None) -> FairseqSystem:
@@ -61,7 +65,12 @@ def test_dry_run_of_the_gpu_check(tmp_path):
     large = {r["system"]: r for r in steps["throughput_large"]["figures"]["results"]}
     assert set(large) == {"plugin", "fairseq", "hf"}
     for r in large.values():
-        assert r["tokens_per_s"] > 0 and r["padding_share"] == 0.0 and r["skipped_steps"] == 0
+        assert r["tokens_per_s"] > 0 and r["skipped_steps"] == 0
+    assert large["plugin"]["padding_share"] < 0.05 < large["fairseq"]["unfilled_share"]  # packed, complete
+    base = steps["throughput_base"]["figures"]
+    assert [r["system"] for r in base["results"]] == ["plugin", "fairseq", "hf", "plugin-packed"]
+    assert base["packing"]["ratio"] == base["ratios"]["plugin/plugin-packed"] > 0
+    assert any(line.startswith("packed: ") for line in steps["throughput_base"]["log_tail"])
     assert [r["system"] for r in steps["sweep_large_b64"]["figures"]["results"]] == ["plugin"]
     assert steps["sweep_large_b64"]["figures"]["workload"]["batch_size"] == 4
 
@@ -73,16 +82,23 @@ def test_the_gpu_command_fits_the_lent_machine():
     assert gpu_check.ENV_S + sum(s.seconds for s in gpu_check.STEPS) <= gpu_check.BUDGET_S <= 540
 
 
-def test_only_full_unpadded_batches_are_timed(bench_data, tmp_path):
-    plugin = system(bench_data, tmp_path, *plugin_args(["sdpa"], "cpu"))
-    pad = plugin.task.source_dictionary.pad()
-    shapes = [tuple(s["net_input"]["src_tokens"].shape) for s in _epoch(plugin.task, plugin.cfg)]
-    padded = [bool(s["net_input"]["src_tokens"].eq(pad).any()) for s in _epoch(plugin.task, plugin.cfg)]
-    assert len(set(shapes)) > 1 or any(padded), "the epoch has no odd batch: nothing to filter"
+@pytest.mark.parametrize("levers", [["sdpa"], ["sdpa", "packed"]])
+def test_only_full_batches_are_timed(bench_data, tmp_path, levers):
+    """The short last batch is left out; complete blocks keep their batches' widths (fairseq
+    batches them by size), packed ones fill the block."""
+    plugin = system(bench_data, tmp_path, *plugin_args(levers, "cpu"))
+    rows = [len(s["id"]) for s in _epoch(plugin.task, plugin.cfg)]
+    assert min(rows) < 3, "the epoch has no short batch: nothing to filter"
     timed = list(epoch_batches(plugin.task, plugin.cfg, WORKLOAD))
-    assert len(timed) == sum(shape == (3, 64) and not p for shape, p in zip(shapes, padded)) >= 5
-    assert all(tuple(s["net_input"]["src_tokens"].shape) == (3, 64) for s in timed)
-    assert not any(bool(s["net_input"]["src_tokens"].eq(pad).any()) for s in timed)
+    assert len(timed) == rows.count(3) >= 5
+    assert all(len(s["net_input"]["src_tokens"]) == 3 for s in timed)
+    widths = [s["net_input"]["src_tokens"].size(1) for s in timed]
+    real = sum(int(s["net_input"]["src_tokens"].ne(1).sum()) for s in timed)
+    assert max(widths) <= 64
+    if "packed" in levers:
+        assert real > 0.95 * len(timed) * 3 * 64
+    else:
+        assert len(set(widths)) > 1 and real < 0.9 * len(timed) * 3 * 64
 
 
 def test_a_compile_lever_that_cannot_build_is_dropped(tmp_path):
@@ -114,7 +130,7 @@ def test_one_failing_system_leaves_the_others_measured(bench_data, tmp_path):
         batches, args, WORKLOAD, None, pad)
     assert bad["error"].startswith("AssertionError") and "divisible" in bad["error"]
     measured = train_throughput.run_system("fairseq", lambda: good, batches, args, WORKLOAD, None, pad)
-    assert measured["steps"] == 2 and measured["tokens_per_s"] > 0 and measured["padding_share"] == 0.0
+    assert measured["steps"] == 2 and measured["tokens_per_s"] > 0 and measured["unfilled_share"] > 0
 
 
 def test_a_failing_step_writes_crash_pt_into_the_work_dir(bench_data, tmp_path, monkeypatch):
@@ -156,3 +172,61 @@ def test_fused_adamw_refuses_half_precision_moments(dtype):
     with pytest.raises(ValueError, match="memory-efficient"):
         FusedAdamW(cfg, [torch.nn.Parameter(torch.ones(4, dtype=dtype))])
     FusedAdamW(cfg, [torch.nn.Parameter(torch.ones(4))])  # fp32 parameters (fp32 master weights) train
+
+
+def test_packed_needs_sdpa_and_is_ablated_with_it(tmp_path, capsys):
+    """packed is on by default in both modes; --ablate turns off a lever and whatever needs it."""
+    assert "packed" in CPU_LEVERS and "packed" in DEFAULT_LEVERS
+    args = train_throughput.parse_args(["--device", "cpu", "--levers", "sdpa,fused_ce,packed", "--ablate",
+                                        "--work-dir", str(tmp_path)])
+    assert args.ablations == {"plugin-sdpa-packed": ["fused_ce"], "plugin-fused_ce": ["sdpa", "packed"],
+                              "plugin-packed": ["sdpa", "fused_ce"]}
+    args = train_throughput.parse_args(["--device", "cpu", "--ablate", "packed", "--work-dir", str(tmp_path)])
+    assert list(args.ablations) == ["plugin-packed"] and "packed" not in args.ablations["plugin-packed"]
+    for argv, message in ((["--levers", "packed"], "--levers: packed needs sdpa"),
+                          (["--levers", "sdpa", "--ablate", "packed"], "--ablate: ['packed'] not among the levers")):
+        with pytest.raises(SystemExit):
+            train_throughput.parse_args(["--device", "cpu", *argv, "--work-dir", str(tmp_path)])
+        assert message in capsys.readouterr().err
+
+
+def test_packed_lever_real_tokens_and_empty_slots(tmp_path):
+    """--ablate packed, tiny: the plugin reads packed blocks, stock fairseq, HF and the plugin
+    without the lever complete ones. Each system's real tokens, padding and unfilled slots
+    are those of the batches it read (recounted here from its task); over the epoch packed
+    blocks leave almost no slot empty, complete ones a fifth or more (the synthetic text has the
+    corpus's line and document lengths; a tiny epoch's few short packed blocks may fall among
+    the timed steps); and the packing figures are those of the two plugin rows."""
+    work = tmp_path / "work"
+    steps = 3
+    figures = train_throughput.main([*gpu_check.TINY, "--warmup", "1", "--steps", str(steps), "--num-workers", "0",
+                                     "--levers", "sdpa,packed", "--ablate", "packed", "--work-dir", str(work)])
+    rows = {r["system"]: r for r in figures["results"]}
+    assert list(rows) == ["plugin", "fairseq", "hf", "plugin-packed"]
+    workload = Workload(Shape(1, 64, 4, 256), train_throughput.VOCAB, 64, 2)
+    common = fairseq_args(str(next(work.glob("documents_*"))), workload, "cpu", 0, 1, str(tmp_path / "checkpoints"))
+    epoch_unfilled = {}
+    for mode, levers, names in (("packed", ["sdpa", "packed"], ["plugin"]),
+                                ("complete", ["sdpa"], ["fairseq", "hf", "plugin-packed"])):
+        cfg = training_cfg(common + plugin_args(levers, "cpu"))
+        assert cfg.task.sample_break_mode == mode
+        task = training_task(cfg)
+        pad = task.source_dictionary.pad()
+        epoch = list(epoch_batches(task, cfg, workload))
+        epoch_unfilled[mode] = 1 - sum(int(s["net_input"]["src_tokens"].ne(pad).sum()) for s in epoch) / (
+            len(epoch) * 2 * 64)
+        timed = epoch[1:1 + steps]  # after the warm-up step
+        real = sum(int(s["net_input"]["src_tokens"].ne(pad).sum()) for s in timed)
+        slots = sum(s["net_input"]["src_tokens"].numel() for s in timed)
+        for name in names:
+            assert rows[name]["steps"] == steps and rows[name]["tokens_per_step"] == real // steps, name
+            assert rows[name]["padding_share"] == round(1 - real / slots, 4), name
+            assert rows[name]["unfilled_share"] == round(1 - real / (steps * 2 * 64), 4), name
+    assert epoch_unfilled["packed"] < 0.03 and epoch_unfilled["complete"] > 0.2, epoch_unfilled
+    assert rows["plugin"]["unfilled_share"] < rows["plugin-packed"]["unfilled_share"] / 2
+    packing = figures["packing"]
+    assert packing["ratio"] == pytest.approx(rows["plugin"]["tokens_per_s"] / rows["plugin-packed"]["tokens_per_s"],
+                                             rel=1e-3)
+    assert packing["removed_unfilled_share"] == pytest.approx(
+        rows["plugin-packed"]["unfilled_share"] - rows["plugin"]["unfilled_share"], abs=1e-4)
+    assert packing["goal_met"] == (packing["ratio"] >= 1 + packing["removed_unfilled_share"])
