@@ -8,6 +8,8 @@ sweep is grouped by its first axis), and each group gets
   DIR/results.json   the same numbers, and every language's loss in bits per token
   DIR/<study>.png    the paper's figure for the study (axes labelled, with units)
   DIR/downstream.png when the runs logged `downstream_*` validation fields
+
+The schedules study has its own table and figure (analysis/schedules_report.py).
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Optional, Sequence
 
-from xlmr.analysis import figures
+from xlmr.analysis import figures, schedules_report
 from xlmr.analysis.run_results import RunResult, bits_per_character, read_run
 from xlmr_plugin.storage.atomic import atomic_path
 
@@ -108,6 +110,10 @@ def write_report(run_dirs: Sequence[Path], out: Path) -> dict:
     report, parts = {}, []
     shared: dict[str, list[tuple[str, list[dict], str]]] = defaultdict(list)  # figure -> its studies
     for study, runs in by_study.items():
+        if study == schedules_report.STUDY:  # schedules x seeds, scored by the yardsticks: its own table and figure
+            report[study] = schedules_report.write(sorted(runs, key=lambda r: r.name), out)
+            parts.append(report[study].pop("markdown"))
+            continue
         runs.sort(key=lambda r: (isinstance(r.meta.get("x"), str), r.meta.get("x", 0)))
         rows = [summarise(run) for run in runs]
         x_label = runs[0].meta.get("x_label", "run")

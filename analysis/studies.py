@@ -14,6 +14,9 @@ fairseq-train options and a `run.json` that says what the run varies, so that
             from DATA, here the raw corpus, into DIR/data/vocab=<size>/; the width is
             chosen so the parameter count stays within 2% of the first vocabulary's
             (paper: 32k -> 256k gives +2.8% XNLI)
+- schedules: the XLM-R recipe against each schedule of the plugin (annealed α, UniMax,
+            annealed masking, warmup-stable-decay) and all together, at equal CPU-minutes,
+            times --seeds (analysis/schedules_study.py)
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from typing import Callable, Optional
 from xlmr_plugin.models.shapes import SHAPES, Shape
 from xlmr_plugin.recipes import RECIPES
 from xlmr_plugin.storage.layout import DICT, dictionary_size, read_stats
+from xlmr.analysis import schedules_study
 from xlmr.analysis.capacity import scaled_shape, shape_for_parameters
 from xlmr.slurm import arguments
 
@@ -37,6 +41,7 @@ DEFAULT_VALUES = {
     "curse": ["3", "7", "15", "25"],
     "capacity": ["3", "7", "15", "25"],
     "vocab": ["32000", "64000", "128000", "256000"],
+    "schedules": list(schedules_study.CONFIGS),
 }
 # what each study puts on the x axis of its figure
 AXES = {
@@ -44,28 +49,34 @@ AXES = {
     "curse": "languages in training (fixed width)",
     "capacity": "languages in training (width scaled)",
     "vocab": "vocabulary size (pieces)",
+    "schedules": "schedule",
 }
 
 
 @dataclass
 class StudyRun:
-    """One run of a study: its directory name, data, fairseq options and what it varies."""
+    """One run of a study: its directory name, data, fairseq options and what it varies; `after`:
+    commands its job runs once training is done (scoring), `threads`: the job's CPU threads."""
 
     name: str
     data: Path
     options: list[tuple[str, str]]
     meta: dict = field(default_factory=dict)
+    after: list[list[str]] = field(default_factory=list)
+    threads: Optional[int] = None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("studies (--study NAME instead of --grid)")
     group.add_argument("--study", choices=sorted(DEFAULT_VALUES), help="one of the paper's analyses; see analysis/studies.py")
     group.add_argument("--study-values", nargs="+", metavar="V",
-                       help="the study's values: alphas, language counts or vocabulary sizes (default: the paper's)")
+                       help="the study's values: alphas, language counts, vocabulary sizes or schedules "
+                            "(default: the paper's; schedules: all)")
     group.add_argument("--core-langs", help="curse/capacity: the languages every set holds and the report follows "
                                             "(default: the largest languages, as many as the smallest set)")
     group.add_argument("--prepare-options", default="",
                        help="vocab: more xlmr-prepare options, one string, e.g. '--langs en,de --valid-docs 20'")
+    schedules_study.add_arguments(group)
 
 
 def base_shape(extra: list[str], preset: Optional[str]) -> tuple[str, Shape]:
@@ -161,6 +172,7 @@ STUDIES = {
     "curse": multilingual_runs(scaled=False),
     "capacity": multilingual_runs(scaled=True),
     "vocab": vocab_runs,
+    "schedules": schedules_study.schedule_runs,
 }
 
 

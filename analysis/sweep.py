@@ -1,6 +1,6 @@
 """`xlmr-sweep DATA --sweep-dir DIR --grid OPTION VALUE...`: one SLURM array over a grid
 (or, with `--executor local`, the default, each run in turn on this machine).
-`--study alpha|curse|capacity|vocab` runs one of the paper's analyses instead
+`--study alpha|curse|capacity|vocab|schedules` runs one of the analyses instead
 (analysis/studies.py) and, once its runs are done, writes `DIR/report/`.
 
 Each `--grid` names a fairseq-train option and its values; every combination is one
@@ -26,6 +26,7 @@ from xlmr.analysis import report, studies
 from xlmr_plugin.storage.atomic import atomic_path
 from xlmr.slurm import arguments, train, train_status
 from xlmr.slurm.fairseq_train_job import FairseqTrainJob
+from xlmr.slurm.scored_train_job import ScoredTrainJob
 
 logger = logging.getLogger("xlmr-sweep")
 
@@ -94,6 +95,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         planned = studies.study_runs(args, extra) if args.study else grid_runs(args)
     except (ValueError, FileNotFoundError) as e:
         parser.error(str(e))
+    except RuntimeError as e:  # a study's own preparation (calibration, a data set) failed
+        print(f"xlmr-sweep: error: {e}", file=sys.stderr)
+        return 1
     runs, jobs = [], []
     for run in planned:
         run_dir = sweep_dir / run.name
@@ -104,7 +108,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         argv_run = train.fairseq_arguments(run_args, [*per_run_tensorboard(extra, run.name), *point_args], run_dir)
         write_run_json(run, run_dir, argv_run)
         runs.append(run_dir)
-        jobs.append(FairseqTrainJob(argv_run, train.world_size(args), run_dir / "train.log"))
+        log = run_dir / "train.log"
+        jobs.append(ScoredTrainJob(argv_run, train.world_size(args), log, run.after, run.threads)
+                    if run.threads else FairseqTrainJob(argv_run, train.world_size(args), log))
     report_dir = args.report_dir or sweep_dir / "report"
     if args.executor == "local":  # one run after another on this machine: same jobs, same directories
         for job, run_dir in zip(jobs, runs):
