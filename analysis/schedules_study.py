@@ -211,7 +211,7 @@ def schedule_runs(args: argparse.Namespace, values: list[str], extra: list[str])
         raise ValueError(f"--study-values: unknown schedules {','.join(unknown)}; known: {','.join(CONFIGS)}")
     if "--no-save" in extra or (args.preset and RECIPES[args.preset].no_save):
         raise ValueError("--study schedules scores each run's checkpoint_last.pt: no --no-save (and not "
-                         "--preset toy, which has it; --preset demo is the CPU scale)")
+                         "--preset toy, which has it; --preset demo_paper is the CPU scale)")
     if args.cpus_per_task not in (None, THREADS):
         raise ValueError(f"--cpus-per-task {args.cpus_per_task}: --study schedules trains each run on {THREADS} CPU")
     args.cpus_per_task = THREADS

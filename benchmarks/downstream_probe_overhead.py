@@ -8,7 +8,7 @@ DEST is prepared data (`make demo` leaves one in demo/data). The probe has the s
 of 15 languages), made of real sentences of the corpus (`--corpus`, default ../shared/corpus/mono) with XNLI-like lengths (premise
 ≤ 25 words, hypothesis ≤ 12) and random labels: the cost depends on the number and length
 of the sentences, not on what they say. The model, batch and optimiser are the demo recipe's
-(`RECIPES["demo"]`, what `make demo` trains): 2 layers, width 128, 64 x 64-token blocks per
+(`RECIPES["demo_paper"]`, the demo model under the paper's recipe): 2 layers, width 128, 64 x 64-token blocks per
 update, on CPU, here without checkpoints and with JSON logs. On a GPU the training step
 of a real model grows far more than the probe's forward pass, so the figure here is an
 upper bound; the script also prints the ratio of probe to training FLOPs at the real
@@ -33,7 +33,7 @@ from xlmr.downstream.xnli import LABELS, Pair, write_sentence_prediction  # noqa
 from xlmr_plugin.recipes import RECIPES  # noqa: E402
 from xlmr_plugin.storage import layout  # noqa: E402
 
-DEMO, BASE = RECIPES["demo"], RECIPES["base"]
+DEMO, BASE = RECIPES["demo_paper"], RECIPES["base"]
 
 
 def probe_recipe(updates: int, interval: int):

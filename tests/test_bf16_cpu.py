@@ -102,7 +102,7 @@ def test_detection_names_a_capped_onednn(monkeypatch):
 
 
 def test_recipes_train_bf16_on_cpu_and_refuse_fp16():
-    cpu_bf16 = replace(RECIPES["demo"], precision="bf16")
+    cpu_bf16 = replace(RECIPES["demo_paper"], precision="bf16")
     assert cpu_bf16.cpu and "--bf16" in cpu_bf16.fairseq_args() and "--cpu" in cpu_bf16.fairseq_args()
     assert cpu_bf16.hydra_config()["common"]["bf16"] is True
     with pytest.raises(ValueError, match="fp16 trains on GPUs only"):

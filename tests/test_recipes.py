@@ -5,7 +5,7 @@ import argparse
 import shlex
 import subprocess
 import sys
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
@@ -87,7 +87,7 @@ def test_slurm_presets_are_the_recipes(name):
 
 def test_probe_benchmark_trains_the_demo_model():
     probe = options(downstream_probe_overhead.probe_recipe(1000, 500).fairseq_args())
-    demo = options(RECIPES["demo"].fairseq_args())
+    demo = options(RECIPES["demo_paper"].fairseq_args())
     schedule = {"--max-update", "--total-num-update", "--validate-interval-updates", "--log-format"}
     checkpoints = {"--save-interval-updates", "--keep-interval-updates", "--no-epoch-checkpoints",
                    "--best-checkpoint-metric", "--no-save", "--maximize-best-checkpoint-metric"}
@@ -144,3 +144,13 @@ def test_job_swaps_bf16_for_fp16_only_on_a_gpu_without_it():
     assert without_unsupported_bf16(argv, lacks_bf16=False) == argv
     assert without_unsupported_bf16(["DATA", "--fp16"], lacks_bf16=True) == ["DATA", "--fp16"]
     assert without_unsupported_bf16(["--memory-efficient-bf16"], lacks_bf16=True) == ["--memory-efficient-fp16"]
+
+
+def test_the_demo_is_the_paper_recipe_with_the_two_anneals():
+    """What `make demo` trains differs from the paper's recipe at the demo's size only in its
+    schedules (masking, learning rate) and what moves them (epochs, validation)."""
+    demo, paper = RECIPES["demo"], RECIPES["demo_paper"]
+    changed = {f.name for f in fields(Recipe) if getattr(demo, f.name) != getattr(paper, f.name)}
+    assert changed == {"mask_prob", "lr_scheduler", "decay_fraction", "decay_shape", "epoch_blocks",
+                       "validate_interval"}
+    assert paper.mask_prob == RECIPES["base"].mask_prob and paper.lr_scheduler == RECIPES["base"].lr_scheduler
