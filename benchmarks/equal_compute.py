@@ -13,6 +13,13 @@ the plugin's task and levers (``--plugin-levers``). Runs alternate (stock, plugi
 stock, ...) so that drift in the machine's load falls on both; each stops after ``--minutes``
 of fairseq's own training clock (``--stop-time-hours``), with the same number of threads.
 
+With ``--plugin-updates N`` the plugin instead trains exactly N updates, so that schedules
+over the run end where they should, and stock fairseq then trains for the seconds the plugin
+took, on fairseq's same training clock (``previous_training_time`` of the plugin's last
+checkpoint as stock's ``--stop-time-hours``), its linear decay over the same N updates; each
+repeat runs the plugin first. This mode also allows the plugin's schedule levers
+(``mask_anneal``, ``wsd``: the ``demo`` recipe's anneals, rescaled to N updates).
+
 The headline figures: real (non-padding) tokens per second over the run, the updates made,
 and the mean over languages of each language's bits per masked token (the issue's measure;
 ``all`` pools the masked tokens of every language and weights the large ones).
@@ -31,6 +38,11 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
+import torch
+
+from xlmr_plugin.data.update_schedule import UpdateSchedule
+from xlmr_plugin.recipes import RECIPES
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 # lever name -> the plugin's fairseq-train arguments (what --plugin-levers switches on)
@@ -40,10 +52,29 @@ PLUGIN_LEVERS: Dict[str, List[str]] = {
     "fused_adamw": ["--optimizer", "fused_adamw"],
     "no_lang_sync": ["--no-train-language-metrics"],
 }
+# lever name -> its arguments for a run of N updates: the demo recipe's anneals, rescaled
+SCHEDULE_LEVERS = ("mask_anneal", "wsd")
 
 
-def shared_args(data: Path, args: argparse.Namespace) -> List[str]:
-    """What both systems train: model size, batch, optimiser, schedule, sampling, seed."""
+def schedule_lever_args(lever: str, updates: int, batch_size: int) -> List[str]:
+    demo = RECIPES["demo"]
+    if lever == "wsd":
+        return ["--lr-scheduler", "warmup_stable_decay", "--decay-fraction", str(demo.decay_fraction),
+                "--decay-shape", demo.decay_shape]
+    masks = UpdateSchedule.parse(demo.mask_prob, "--mask-prob")
+    points = ",".join(f"{round(u * updates / demo.max_update)}:{v:g}" for u, v in zip(masks.updates, masks.values))
+    # the mask rate moves at epoch starts: as many epochs per run as the demo has
+    epochs = demo.max_update * demo.batch_size // demo.epoch_blocks
+    return ["--mask-prob", points, "--epoch-blocks", str(max(1, updates // epochs) * batch_size)]
+
+
+def shared_args(data: Path, args: argparse.Namespace, stop_seconds: Optional[float] = None) -> List[str]:
+    """What both systems train: model size, batch, optimiser, schedule, sampling, seed, and
+    when they stop: after ``stop_seconds`` of training (default ``--minutes``), or, for the
+    plugin of ``--plugin-updates``, at its N updates."""
+    updates = args.plugin_updates or args.total_updates
+    stop = ["--stop-time-hours", str((stop_seconds or args.minutes * 60) / 3600)] if stop_seconds or \
+        not args.plugin_updates else []
     return [
         str(data), "--cpu", "--seed", str(args.seed), "--num-workers", "0",
         "--encoder-layers", str(args.layers), "--encoder-embed-dim", str(args.width),
@@ -53,13 +84,12 @@ def shared_args(data: Path, args: argparse.Namespace) -> List[str]:
         "--required-batch-size-multiple", "1", "--multilang-sampling-alpha", "0.3", "--mask-prob", "0.15",
         "--adam-betas", "(0.9,0.98)", "--adam-eps", "1e-6", "--weight-decay", "0.01", "--clip-norm", "0.0",
         "--lr", str(args.lr), "--lr-scheduler", "polynomial_decay", "--warmup-updates", str(args.warmup),
-        "--total-num-update", str(args.total_updates), "--max-update", str(args.total_updates),
-        "--stop-time-hours", str(args.minutes / 60), "--disable-validation", "--no-epoch-checkpoints",
-        "--log-format", "json", "--log-interval", "20",
+        "--total-num-update", str(updates), "--max-update", str(updates), *stop,
+        "--disable-validation", "--no-epoch-checkpoints", "--log-format", "json", "--log-interval", "20",
     ]
 
 
-def system_args(name: str, levers: List[str]) -> List[str]:
+def system_args(name: str, levers: List[str], args: argparse.Namespace) -> List[str]:
     if name == "stock":
         return ["--task", "multilingual_masked_lm", "--arch", "roberta_base", "--criterion", "masked_lm",
                 "--optimizer", "adam", "--sample-break-mode", "complete"]
@@ -70,7 +100,8 @@ def system_args(name: str, levers: List[str]) -> List[str]:
     if "fused_adamw" not in levers:
         argv += ["--optimizer", "adam"]
     for lever in levers:
-        argv += PLUGIN_LEVERS[lever]
+        argv += schedule_lever_args(lever, args.plugin_updates, args.batch_size) if lever in SCHEDULE_LEVERS \
+            else PLUGIN_LEVERS[lever]
     return argv
 
 
@@ -95,11 +126,18 @@ def train_speed(log: str) -> Dict[str, float]:
             "epochs": len(records)}
 
 
-def run_system(name: str, data: Path, args: argparse.Namespace, levers: List[str], work: Path) -> Dict:
+def training_seconds(save_dir: Path) -> float:
+    """fairseq's training clock at the run's end (what ``--stop-time-hours`` compares with)."""
+    state = torch.load(save_dir / "checkpoint_last.pt", map_location="cpu", weights_only=False)
+    return float(state["extra_state"]["previous_training_time"])
+
+
+def run_system(name: str, data: Path, args: argparse.Namespace, levers: List[str], work: Path,
+               stop_seconds: Optional[float] = None) -> Dict:
     save_dir = work / name
     if save_dir.exists():  # fairseq would resume from it, and stock fairseq cannot load its own checkpoints on torch >= 2.6
         raise FileExistsError(f"{save_dir} exists: give --work-dir a new folder")
-    argv = [str(BIN / "fairseq-train"), *shared_args(data, args), *system_args(name, levers),
+    argv = [str(BIN / "fairseq-train"), *shared_args(data, args, stop_seconds), *system_args(name, levers, args),
             "--save-dir", str(save_dir)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
@@ -110,7 +148,7 @@ def run_system(name: str, data: Path, args: argparse.Namespace, levers: List[str
         raise RuntimeError(f"{name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     result = {"system": name, "command": argv, "wall_s": wall,
               "cpu_s": after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime,
-              **train_speed(proc.stdout + proc.stderr)}
+              "training_s": training_seconds(save_dir), **train_speed(proc.stdout + proc.stderr)}
     scores = work / f"{name}_ppl.json"
     proc = subprocess.run([str(BIN / "xlmr-eval-ppl"), str(save_dir / "checkpoint_last.pt"), str(data),
                            "--dict-dir", str(data), "--cpu", "--json", str(scores)], capture_output=True, text=True)
@@ -129,7 +167,8 @@ def summarize(runs: List[Dict]) -> Dict:
     for name in ("stock", "plugin"):
         mine = [r for r in runs if r["system"] == name]
         by_system[name] = {key: statistics.mean(r[key] for r in mine)
-                           for key in ("updates", "real_tokens_per_s", "bits_mean_over_langs", "bits_all", "cpu_s")}
+                           for key in ("updates", "real_tokens_per_s", "bits_mean_over_langs", "bits_all", "cpu_s",
+                                     "training_s")}
         by_system[name]["bits_mean_over_langs_range"] = [min(r["bits_mean_over_langs"] for r in mine),
                                                          max(r["bits_mean_over_langs"] for r in mine)]
     stock, plugin = by_system["stock"], by_system["plugin"]
@@ -139,15 +178,18 @@ def summarize(runs: List[Dict]) -> Dict:
 
 
 def markdown(summary: Dict, args: argparse.Namespace, levers: List[str]) -> str:
-    rows = ["| system | updates | real tokens/s | CPU s | bits/masked token, mean over languages (range) | all |",
-            "| --- | --- | --- | --- | --- | --- |"]
+    rows = ["| system | updates | training s | real tokens/s | CPU s | bits/masked token, mean over languages (range) "
+            "| all |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, s in summary["systems"].items():
         low, high = s["bits_mean_over_langs_range"]
         label = "stock multilingual_masked_lm" if name == "stock" else f"plugin ({', '.join(levers) or 'no levers'})"
-        rows.append(f"| {label} | {s['updates']:.0f} | {s['real_tokens_per_s']:.0f} | {s['cpu_s']:.0f} | "
+        rows.append(f"| {label} | {s['updates']:.0f} | {s['training_s']:.0f} | {s['real_tokens_per_s']:.0f} | "
+                    f"{s['cpu_s']:.0f} | "
                     f"{s['bits_mean_over_langs']:.3f} ({low:.3f}-{high:.3f}) | {s['bits_all']:.3f} |")
     rows.append("")
-    rows.append(f"{args.minutes:g} minutes of training each, {args.repeats} run(s) per system; plugin / stock real "
+    budget = (f"the plugin {args.plugin_updates} updates, stock fairseq the seconds they took" if args.plugin_updates
+              else f"{args.minutes:g} minutes of training each")
+    rows.append(f"{budget}, {args.repeats} run(s) per system; plugin / stock real "
                 f"tokens per second: {summary['tokens_per_s_ratio']:.2f}x; plugin below stock: "
                 f"{summary['bits_below_stock']:.3f} bits per masked token (mean over languages).")
     return "\n".join(rows) + "\n"
@@ -167,6 +209,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--total-updates", type=int, default=4000, help="end of the linear decay (and a cap)")
+    parser.add_argument("--plugin-updates", type=int, help="the plugin trains this many updates (its schedules "
+                        "end there), stock fairseq for the seconds that took (--minutes is then unused)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--work-dir", type=Path, help="keep the runs' checkpoints and scores here (default: a "
                         "temporary folder, removed)")
@@ -177,23 +221,30 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         parser.error(f"DATA: {args.data} has no dict.txt (run xlmr-prepare first)")
     if args.width % 64:
         parser.error(f"--width must be a multiple of 64 (heads of 64), got {args.width}")
-    unknown = [lever for lever in args.plugin_levers.split(",") if lever and lever not in PLUGIN_LEVERS]
+    known = [*PLUGIN_LEVERS, *SCHEDULE_LEVERS]
+    levers = [lever for lever in args.plugin_levers.split(",") if lever]
+    unknown = [lever for lever in levers if lever not in known]
     if unknown:
-        parser.error(f"--plugin-levers: unknown {','.join(unknown)}; known: {','.join(PLUGIN_LEVERS)}")
+        parser.error(f"--plugin-levers: unknown {','.join(unknown)}; known: {','.join(known)}")
+    if set(levers) & set(SCHEDULE_LEVERS) and not args.plugin_updates:
+        parser.error(f"--plugin-levers {','.join(SCHEDULE_LEVERS)}: schedules over the run need --plugin-updates N")
     return args
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     levers = [lever for lever in args.plugin_levers.split(",") if lever]
-    order = [("stock", "plugin"), ("plugin", "stock")]
+    # the plugin first where stock's seconds are the plugin's; else alternating, so that drift
+    # in the machine's load falls on both
+    order = [("plugin", "stock")] if args.plugin_updates else [("stock", "plugin"), ("plugin", "stock")]
     runs = []
     with tempfile.TemporaryDirectory(prefix="equal_compute_") as tmp:
         for repeat in range(args.repeats):
-            for name in order[repeat % 2]:
+            for name in order[repeat % len(order)]:
                 work = (args.work_dir or Path(tmp)) / f"run{repeat}"
                 work.mkdir(parents=True, exist_ok=True)
-                runs.append(run_system(name, args.data.resolve(), args, levers, work))
+                stop = runs[-1]["training_s"] if args.plugin_updates and name == "stock" else None
+                runs.append(run_system(name, args.data.resolve(), args, levers, work, stop))
                 print(f"{name}: {runs[-1]['updates']} updates, {runs[-1]['real_tokens_per_s']:.0f} real tokens/s, "
                       f"{runs[-1]['bits_mean_over_langs']:.3f} bits (mean over languages)", flush=True)
     summary = summarize(runs)
