@@ -29,16 +29,18 @@ $(VENV)/.installed: setup.py
 
 # The demo recipe of xlmr_plugin/recipes.py (`xlmr-recipe demo`): a small post-norm XLM-R
 # (2 layers, width 128) that trains in minutes on two CPU cores; DEMO_UPDATES replaces its
-# 2000 updates. A rerun resumes from checkpoint_last.pt and stops at once when it is done.
+# 2000 updates, RECIPE=demo_paper trains the same model under the paper's static recipe.
+# A rerun resumes from checkpoint_last.pt and stops at once when it is done.
 DEMO_UPDATES ?=
-DEMO_TRAIN = $(shell $(BIN)/xlmr-recipe demo $(if $(DEMO_UPDATES),--updates $(DEMO_UPDATES)))
+RECIPE ?= demo
+DEMO_TRAIN = $(shell $(BIN)/xlmr-recipe $(RECIPE) $(if $(DEMO_UPDATES),--updates $(DEMO_UPDATES)))
 DEMO_PROBE = This option <mask> the output.\nDiese Option <mask> die Ausgabe.\nCette option <mask> la sortie.\n
 
 demo: setup
 	@if [ -z "$(CORPUS)" ]; then $(BIN)/python examples/demo_corpus.py $(DEMO)/corpus; fi
 	$(BIN)/xlmr-prepare $(if $(CORPUS),$(CORPUS),$(DEMO)/corpus) $(DEMO)/data \
 	  --vocab-size $(VOCAB) --workers $(WORKERS)
-	$(BIN)/fairseq-train $(DEMO)/data $(or $(DEMO_TRAIN),$(error xlmr-recipe demo printed nothing)) \
+	$(BIN)/fairseq-train $(DEMO)/data $(or $(DEMO_TRAIN),$(error xlmr-recipe $(RECIPE) printed nothing)) \
 	  --user-dir xlmr_plugin --save-dir $(DEMO)/checkpoints 2>&1 \
 	  | tee $(DEMO)/train.log | grep -E "language_resampling|\| (train_inner|valid) \||done training"
 	printf '$(DEMO_PROBE)' | $(BIN)/fairseq-interactive $(DEMO)/data --user-dir xlmr_plugin --task xlmr_mlm \
