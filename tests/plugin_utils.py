@@ -90,6 +90,21 @@ def small_dest(source: Path, dest: Path, items: Dict[str, Optional[int]], valid_
     return dest
 
 
+def write_stats(dest: Path) -> Path:
+    """``dest/stats.tsv`` for ``dest``'s languages as they now stand (e.g. cut by small_dest),
+    as xlmr-prepare writes it: train tokens and the share p of each."""
+    from fairseq.data import indexed_dataset
+
+    tokens = {}
+    for lang in sorted(p.name for p in dest.iterdir() if (p / "train.idx").exists()):
+        split = indexed_dataset.MMapIndexedDataset(str(dest / lang / "train"))  # sizes live in its mmap
+        tokens[lang] = int(split.sizes.sum())
+        del split
+    rows = [f"{lang}\t{n}\t{n / sum(tokens.values()):.6f}" for lang, n in tokens.items()]
+    (dest / "stats.tsv").write_text("\n".join(["lang\ttrain_tokens\tp", *rows]) + "\n")
+    return dest
+
+
 
 def sampling_table(log: str) -> Dict[str, Dict[str, float]]:
     """The per-language table xlmr_mlm logs when it loads the training data (first one)."""

@@ -16,7 +16,7 @@ import pytest
 from xlmr.analysis import schedules_study, studies
 from xlmr.downstream import probe_data
 from xlmr.slurm import arguments, train
-from plugin_utils import TINY, json_records, small_dest, sampling_tables
+from plugin_utils import TINY, json_records, small_dest, write_stats, sampling_tables
 from slurm_cluster import slurm_cluster  # noqa: F401  (the fixture)
 
 UPDATES = 30
@@ -30,16 +30,7 @@ def data(xlmr_data, tmp_path_factory) -> Path:
     UniMax's cap binds for el and never for en, whatever N the calibration finds."""
     dest = small_dest(xlmr_data, tmp_path_factory.mktemp("schedules_data"),
                       {"en": None, "de": 1000, "fr": 300, "ru": 300, "ja": 300, "el": None}, valid_items=20)
-    from fairseq.data import indexed_dataset
-
-    tokens = {}
-    for lang in ("en", "de", "fr", "ru", "ja", "el"):
-        split = indexed_dataset.MMapIndexedDataset(str(dest / lang / "train"))  # sizes live in its mmap
-        tokens[lang] = int(split.sizes.sum())
-        del split
-    rows = [f"{lang}\t{n}\t{n / sum(tokens.values()):.6f}" for lang, n in tokens.items()]
-    (dest / "stats.tsv").write_text("\n".join(["lang\ttrain_tokens\tp", *rows]) + "\n")
-    return dest
+    return write_stats(dest)
 
 
 @pytest.fixture(scope="module")

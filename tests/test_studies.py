@@ -15,7 +15,7 @@ from xlmr.analysis.capacity import scaled_shape, shape_for_parameters
 from xlmr_plugin.models.shapes import Shape
 from xlmr.analysis.run_results import read_run
 from conftest import LANGS
-from plugin_utils import TINY, json_records, small_dest
+from plugin_utils import TINY, json_records, small_dest, write_stats
 
 STEPS = ["--batch-size", "8", "--batch-size-valid", "32", "--max-update", "12", "--validate-interval-updates", "12",
          "--no-save"]
@@ -52,16 +52,7 @@ def study_data(xlmr_data, tmp_path_factory) -> Path:
     seconds; en, de hold more than a uniform share of tokens, el far less."""
     dest = small_dest(xlmr_data, tmp_path_factory.mktemp("study_data"),
                       {"en": 3000, "de": 2000, "fr": 800, "ru": 800, "ja": 800, "el": None}, valid_items=40)
-    from fairseq.data import indexed_dataset
-
-    tokens = {}
-    for lang in LANGS:
-        split = indexed_dataset.MMapIndexedDataset(str(dest / lang / "train"))  # sizes live in its mmap
-        tokens[lang] = int(split.sizes.sum())
-        del split
-    rows = [f"{lang}\t{n}\t{n / sum(tokens.values()):.6f}" for lang, n in tokens.items()]
-    (dest / "stats.tsv").write_text("\n".join(["lang\ttrain_tokens\tp", *rows]) + "\n")
-    return dest
+    return write_stats(dest)
 
 
 @pytest.fixture(scope="module")
