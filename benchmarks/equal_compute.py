@@ -40,6 +40,7 @@ from typing import Dict, List, Optional
 
 import torch
 
+from xlmr.slurm import fairseq_log
 from xlmr_plugin.data.update_schedule import UpdateSchedule
 from xlmr_plugin.recipes import RECIPES
 
@@ -109,9 +110,7 @@ def train_speed(log: str) -> Dict[str, float]:
     """Real tokens/s over the run from fairseq's JSON ``train`` records (one per epoch, the
     last one for the epoch the clock stopped: the tokens and updates per second of each),
     and the updates made."""
-    # fairseq's JSON printer prefixes an epoch record's keys with its tag ("train_wps")
-    records = [{key.removeprefix("train_"): value for key, value in json.loads(line[line.index("{"):]).items()}
-               for line in log.splitlines() if "| train |" in line and "{" in line]
+    records = [record.stats for record in fairseq_log.records(log.splitlines(), "train")]
     if not records:
         raise RuntimeError("no train record in the log:\n" + log[-3000:])
     tokens = seconds = 0.0
