@@ -134,7 +134,9 @@ def write_report(run_dirs: Sequence[Path], out: Path) -> dict:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)s | %(name)s | %(message)s")
+    # force: importing fairseq has set the root logger to DEBUG (matplotlib's font search would print)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)s | %(name)s | %(message)s",
+                        force=True)
     parser = argparse.ArgumentParser(prog="xlmr-report", description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dirs", nargs="+", type=Path, help="run directories (each with train.log)")
     parser.add_argument("--out", type=Path, required=True, help="where results.md, results.json and PNGs go")

@@ -72,7 +72,9 @@ def write_run_json(run: studies.StudyRun, run_dir: Path, argv: list[str]) -> Non
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)s | %(name)s | %(message)s")
+    # force: importing fairseq has set the root logger to DEBUG (matplotlib's font search would print)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)s | %(name)s | %(message)s",
+                        force=True)
     parser = argparse.ArgumentParser(prog="xlmr-sweep", description=__doc__.split("\n\n")[0], allow_abbrev=False,
                                      epilog="Other arguments go to every fairseq-train of the grid.")
     parser.add_argument("--sweep-dir", type=Path, required=True, help="one subdirectory per run")

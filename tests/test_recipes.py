@@ -13,6 +13,7 @@ import pytest
 from plugin_utils import PLUGIN, REPO
 from xlmr.slurm import train
 from xlmr.slurm.fairseq_train_job import without_unsupported_bf16
+from xlmr_plugin.data.update_schedule import rescaled
 from xlmr_plugin.recipe_cli import hydra_yaml, main as recipe_main
 from xlmr_plugin.recipes import RECIPES, Recipe
 
@@ -154,3 +155,19 @@ def test_the_demo_is_the_paper_recipe_with_the_two_anneals():
     assert changed == {"mask_prob", "lr_scheduler", "decay_fraction", "decay_shape", "epoch_blocks",
                        "validate_interval"}
     assert paper.mask_prob == RECIPES["base"].mask_prob and paper.lr_scheduler == RECIPES["base"].lr_scheduler
+
+
+def test_xlmr_recipe_updates_keep_the_schedules_shares(capsys):
+    """`--updates` moves a recipe's anneals with the run: the demo's masking still reaches 15%
+    at 80% of it, and a constant or a stepped schedule keeps its kind."""
+    demo = RECIPES["demo"]
+    assert demo.mask_prob == "0:0.3,1600:0.15" and demo.max_update == 2000
+    recipe_main(["demo", "--updates", "500"])
+    printed = options(shlex.split(capsys.readouterr().out))
+    assert printed["--mask-prob"] == ["0:0.3,400:0.15"] and printed["--max-update"] == ["500"]
+    assert printed["--multilang-sampling-alpha"] == [f"{demo.multilang_sampling_alpha:g}"]
+    assert rescaled("step:0:0.7,1000:0.3", 3, "--x") == "step:0:0.7,3000:0.3"
+    with pytest.raises(ValueError, match="two points would meet"):
+        rescaled("0:0.3,2:0.15", 0.1, "--mask-prob")
+    with pytest.raises(SystemExit):
+        recipe_main(["demo", "--updates", "0"])

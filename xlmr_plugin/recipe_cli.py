@@ -16,7 +16,10 @@ from typing import Any, Dict, List, Optional, Tuple, Union, get_args, get_origin
 
 import yaml
 
+from xlmr_plugin.data.update_schedule import rescaled
 from xlmr_plugin.recipes import RECIPES, Recipe
+
+SCHEDULED = ("mask_prob", "multilang_sampling_alpha")  # recipe fields that may be schedules over updates
 
 # where the hydra config says what the recipe cannot: a run's data, the plugin, hydra's own settings
 HYDRA_RUN = {"run": {"dir": "."}, "output_subdir": None}
@@ -85,16 +88,30 @@ def _with_comments(lines: List[str]) -> List[str]:
     return out
 
 
+def with_updates(recipe: Recipe, updates: int) -> Dict[str, Any]:
+    """The changes that make `recipe` a run of `updates`: its schedules of masking and sampling
+    scaled with it, so that an anneal ends at the same share of the run."""
+    if updates < 1:
+        raise ValueError(f"--updates {updates}: a run needs at least one update")
+    changes: Dict[str, Any] = {"max_update": updates}
+    for name in SCHEDULED:
+        spec = getattr(recipe, name)
+        if spec is not None and recipe.max_update:
+            changes[name] = rescaled(spec, updates / recipe.max_update, f"--{name.replace('_', '-')}")
+    return changes
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="xlmr-recipe", description=__doc__.split("\n\n")[0])
     parser.add_argument("name", choices=sorted(RECIPES))
     parser.add_argument("--hydra", action="store_true", help="print the fairseq-hydra-train config (YAML)")
-    parser.add_argument("--updates", type=int, help="updates of the run (--max-update, --total-num-update)")
+    parser.add_argument("--updates", type=int, help="updates of the run (--max-update, --total-num-update); the "
+                        "recipe's schedules over updates keep their shares of the run")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="change a field of the recipe, e.g. lr=3e-4 (fairseq's option name, underscores)")
     args = parser.parse_args(argv)
-    changes: Dict[str, Any] = {} if args.updates is None else {"max_update": args.updates}
     try:
+        changes = {} if args.updates is None else with_updates(RECIPES[args.name], args.updates)
         for item in args.set:
             key, sep, text = item.partition("=")
             if not sep:

@@ -73,6 +73,19 @@ class UpdateSchedule:
         return float(np.interp(update, self.updates, self.values))
 
 
+def rescaled(spec: Union[str, float, int], factor: float, flag: str) -> Union[str, float, int]:
+    """``spec`` with every update point multiplied by ``factor`` (rounded): a schedule written for
+    a run of N updates, moved to a run of ``factor`` N at the same shares; a constant unchanged."""
+    schedule = UpdateSchedule.parse(spec, flag)
+    if ":" not in str(spec):  # a constant
+        return spec
+    updates = [round(u * factor) for u in schedule.updates]
+    if any(b <= a for a, b in zip(updates, updates[1:])):
+        raise ValueError(f"{flag}: {spec!r} cannot be moved to {factor:g} times its updates: two points would meet")
+    body = ",".join(f"{u}:{v:g}" for u, v in zip(updates, schedule.values))
+    return STEP + body if schedule.stepped else body
+
+
 def _number(text: str, flag: str) -> float:
     try:
         return float(text)
