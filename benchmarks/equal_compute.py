@@ -41,7 +41,7 @@ from typing import Dict, List, Optional
 import torch
 
 from xlmr.slurm import fairseq_log
-from xlmr_plugin.data.update_schedule import UpdateSchedule
+from xlmr_plugin.data.update_schedule import rescaled
 from xlmr_plugin.recipes import RECIPES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,8 +62,7 @@ def schedule_lever_args(lever: str, updates: int, batch_size: int) -> List[str]:
     if lever == "wsd":
         return ["--lr-scheduler", "warmup_stable_decay", "--decay-fraction", str(demo.decay_fraction),
                 "--decay-shape", demo.decay_shape]
-    masks = UpdateSchedule.parse(demo.mask_prob, "--mask-prob")
-    points = ",".join(f"{round(u * updates / demo.max_update)}:{v:g}" for u, v in zip(masks.updates, masks.values))
+    points = rescaled(demo.mask_prob, updates / demo.max_update, "--mask-prob")
     # the mask rate moves at epoch starts: as many epochs per run as the demo has
     epochs = demo.max_update * demo.batch_size // demo.epoch_blocks
     return ["--mask-prob", points, "--epoch-blocks", str(max(1, updates // epochs) * batch_size)]
