@@ -1,17 +1,18 @@
 """Self-attention through ``torch.nn.functional.scaled_dot_product_attention``.
 
 Same parameters and maths as fairseq's MultiheadAttention; on GPU torch then picks the
-flash or memory-efficient kernel, which never materialises the T x T attention matrix.
+flash or memory-efficient kernel, which never materialises the T x T attention matrix (on
+CPU, ``attention_kernel`` picks SDPA's or the explicit maths, whichever is faster).
 Packed blocks send a ``SegmentLayout`` where the padding mask goes (fairseq's encoder layer
 hands its padding mask to self-attention untouched), and attention stays inside each segment.
 """
 from typing import Optional, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 from fairseq.modules import MultiheadAttention
 from torch import Tensor
 
+from xlmr_plugin.modules.attention_kernel import attention
 from xlmr_plugin.modules.segment_attention import SegmentLayout, segment_attention
 
 
@@ -61,7 +62,7 @@ class SDPAMultiheadAttention(MultiheadAttention):
                 # B x 1 x 1 x S, True where a key may be attended; the encoder passes None
                 # when the batch has no padding, which lets SDPA pick the flash kernel
                 mask = ~key_padding_mask.to(torch.bool).view(bsz, 1, 1, tgt_len)
-            x = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+            x = attention(q, k, v, mask, dropout)
         # B x H x T x D -> T x B x C
         x = x.permute(2, 0, 1, 3).reshape(tgt_len, bsz, embed_dim)
         return self.out_proj(x), None

@@ -8,8 +8,9 @@ tokens only.
 
 Two ways to attend, same result (tests/test_packing.py):
 
-- ``dense``: one boolean B x 1 x T x T mask into SDPA, built once per forward. On CPU the
-  fastest measured (SDPA's CPU flash kernel takes the mask); its memory grows as T².
+- ``dense``: one boolean B x 1 x T x T mask, built once per forward, into the attention
+  kernel (``attention_kernel``: SDPA's CPU flash kernel, or the explicit maths where that is
+  faster). The CPU path; its memory grows as T².
 - ``varlen``: the B x T tokens as a nested (jagged) tensor of runs of one segment id, which
   SDPA hands to FlashAttention's variable-length kernel (``cu_seqlens``) on CUDA: no T x T
   mask, no work across segments, attention dropout kept (torch's ``varlen_attn`` and
@@ -21,6 +22,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from xlmr_plugin.modules.attention_kernel import attention
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,7 @@ def segment_positions(ids: Tensor, padding_idx: int) -> Tensor:
 def segment_attention(q: Tensor, k: Tensor, v: Tensor, layout: SegmentLayout, dropout_p: float) -> Tensor:
     """SDPA of B x H x T x D queries, keys and values within each segment of ``layout``."""
     if layout.mask is not None:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=layout.mask, dropout_p=dropout_p)
+        return attention(q, k, v, layout.mask, dropout_p)
     bsz, heads, length, dim = q.shape
 
     def jagged(x: Tensor) -> Tensor:  # B x H x T x D -> runs x H x j x D
