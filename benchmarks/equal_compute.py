@@ -13,6 +13,13 @@ the plugin's task and levers (``--plugin-levers``). Runs alternate (stock, plugi
 stock, ...) so that drift in the machine's load falls on both; each stops after ``--minutes``
 of fairseq's own training clock (``--stop-time-hours``), with the same number of threads.
 
+With ``--plan`` each system instead plans its schedules for the minutes from its own speed,
+as a researcher with a budget of minutes would: a calibration run of ``--calibration-updates``
+(with the run's own arguments, so the plugin's early 30% masking sets its pace) measures its
+updates per second, and its run then spreads its linear decay (stock) or its schedules (the
+plugin's ``mask_anneal`` and ``wsd`` levers too) over rate x minutes updates, stopping there
+or at the minutes, whichever comes first.
+
 With ``--plugin-updates N`` the plugin instead trains exactly N updates, so that schedules
 over the run end where they should, and stock fairseq then trains for the seconds the plugin
 took, on fairseq's same training clock (``previous_training_time`` of the plugin's last
@@ -68,11 +75,10 @@ def schedule_lever_args(lever: str, updates: int, batch_size: int) -> List[str]:
     return ["--mask-prob", points, "--epoch-blocks", str(max(1, updates // epochs) * batch_size)]
 
 
-def shared_args(data: Path, args: argparse.Namespace, stop_seconds: Optional[float] = None) -> List[str]:
-    """What both systems train: model size, batch, optimiser, schedule, sampling, seed, and
-    when they stop: after ``stop_seconds`` of training (default ``--minutes``), or, for the
-    plugin of ``--plugin-updates``, at its N updates."""
-    updates = args.plugin_updates or args.total_updates
+def shared_args(data: Path, args: argparse.Namespace, updates: int, stop_seconds: Optional[float] = None) -> List[str]:
+    """What both systems train: model size, batch, optimiser, schedule over ``updates``, sampling,
+    seed, and when they stop: at ``updates``, or earlier after ``stop_seconds`` of training
+    (default ``--minutes``; none for the plugin of ``--plugin-updates``)."""
     stop = ["--stop-time-hours", str((stop_seconds or args.minutes * 60) / 3600)] if stop_seconds or \
         not args.plugin_updates else []
     return [
@@ -89,7 +95,7 @@ def shared_args(data: Path, args: argparse.Namespace, stop_seconds: Optional[flo
     ]
 
 
-def system_args(name: str, levers: List[str], args: argparse.Namespace) -> List[str]:
+def system_args(name: str, levers: List[str], args: argparse.Namespace, updates: int) -> List[str]:
     if name == "stock":
         return ["--task", "multilingual_masked_lm", "--arch", "roberta_base", "--criterion", "masked_lm",
                 "--optimizer", "adam", "--sample-break-mode", "complete"]
@@ -100,7 +106,7 @@ def system_args(name: str, levers: List[str], args: argparse.Namespace) -> List[
     if "fused_adamw" not in levers:
         argv += ["--optimizer", "adam"]
     for lever in levers:
-        argv += schedule_lever_args(lever, args.plugin_updates, args.batch_size) if lever in SCHEDULE_LEVERS \
+        argv += schedule_lever_args(lever, updates, args.batch_size) if lever in SCHEDULE_LEVERS \
             else PLUGIN_LEVERS[lever]
     return argv
 
@@ -120,8 +126,8 @@ def train_speed(log: str) -> Dict[str, float]:
         interval = updates / float(record["ups"])
         tokens += float(record["wps"]) * interval
         seconds += interval
-    return {"updates": previous, "real_tokens_per_s": tokens / seconds, "train_loss_last": float(records[-1]["loss"]),
-            "epochs": len(records)}
+    return {"updates": previous, "real_tokens_per_s": tokens / seconds, "updates_per_s": previous / seconds,
+            "train_loss_last": float(records[-1]["loss"]), "epochs": len(records)}
 
 
 def training_seconds(save_dir: Path) -> float:
@@ -130,13 +136,31 @@ def training_seconds(save_dir: Path) -> float:
     return float(state["extra_state"]["previous_training_time"])
 
 
+def fairseq_train(name: str, data: Path, args: argparse.Namespace, levers: List[str], updates: int,
+                  stop_seconds: Optional[float] = None) -> List[str]:
+    return [str(BIN / "fairseq-train"), *shared_args(data, args, updates, stop_seconds),
+            *system_args(name, levers, args, updates)]
+
+
+def planned_updates(name: str, data: Path, args: argparse.Namespace, levers: List[str], work: Path) -> int:
+    """The updates ``name`` makes in ``--minutes`` at the speed of a calibration run of
+    ``--calibration-updates`` with its own arguments (schedules planned for ``--total-updates``)."""
+    argv = [*fairseq_train(name, data, args, levers, args.total_updates), "--max-update", str(args.calibration_updates),
+            "--no-save", "--save-dir", str(work / f"{name}_calibration")]
+    proc = subprocess.run(argv, cwd=work, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{name}'s calibration failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return int(train_speed(proc.stdout + proc.stderr)["updates_per_s"] * args.minutes * 60)
+
+
 def run_system(name: str, data: Path, args: argparse.Namespace, levers: List[str], work: Path,
                stop_seconds: Optional[float] = None) -> Dict:
     save_dir = work / name
     if save_dir.exists():  # fairseq would resume from it, and stock fairseq cannot load its own checkpoints on torch >= 2.6
         raise FileExistsError(f"{save_dir} exists: give --work-dir a new folder")
-    argv = [str(BIN / "fairseq-train"), *shared_args(data, args, stop_seconds), *system_args(name, levers, args),
-            "--save-dir", str(save_dir)]
+    updates = args.plugin_updates or (planned_updates(name, data, args, levers, work) if args.plan
+                                      else args.total_updates)
+    argv = [*fairseq_train(name, data, args, levers, updates, stop_seconds), "--save-dir", str(save_dir)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(argv, cwd=work, capture_output=True, text=True)
@@ -144,7 +168,7 @@ def run_system(name: str, data: Path, args: argparse.Namespace, levers: List[str
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise RuntimeError(f"{name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    result = {"system": name, "command": argv, "wall_s": wall,
+    result = {"system": name, "command": argv, "planned_updates": updates, "wall_s": wall,
               "cpu_s": after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime,
               "training_s": training_seconds(save_dir), **train_speed(proc.stdout + proc.stderr)}
     scores = work / f"{name}_ppl.json"
@@ -186,7 +210,8 @@ def markdown(summary: Dict, args: argparse.Namespace, levers: List[str]) -> str:
                     f"{s['bits_mean_over_langs']:.3f} ({low:.3f}-{high:.3f}) | {s['bits_all']:.3f} |")
     rows.append("")
     budget = (f"the plugin {args.plugin_updates} updates, stock fairseq the seconds they took" if args.plugin_updates
-              else f"{args.minutes:g} minutes of training each")
+              else f"{args.minutes:g} minutes of training each" + (", schedules planned for them at each "
+                                                                   "system's calibrated speed" if args.plan else ""))
     rows.append(f"{budget}, {args.repeats} run(s) per system; plugin / stock real "
                 f"tokens per second: {summary['tokens_per_s_ratio']:.2f}x; plugin below stock: "
                 f"{summary['bits_below_stock']:.3f} bits per masked token (mean over languages).")
@@ -206,7 +231,11 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup", type=int, default=200)
-    parser.add_argument("--total-updates", type=int, default=4000, help="end of the linear decay (and a cap)")
+    parser.add_argument("--total-updates", type=int, default=4000, help="end of the linear decay (and a cap), "
+                        "unless --plan")
+    parser.add_argument("--plan", action="store_true", help="each system plans its schedules for --minutes at its "
+                        "speed in a calibration run")
+    parser.add_argument("--calibration-updates", type=int, default=150, help="the calibration run's updates (--plan)")
     parser.add_argument("--plugin-updates", type=int, help="the plugin trains this many updates (its schedules "
                         "end there), stock fairseq for the seconds that took (--minutes is then unused)")
     parser.add_argument("--seed", type=int, default=1)
@@ -224,8 +253,11 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     unknown = [lever for lever in levers if lever not in known]
     if unknown:
         parser.error(f"--plugin-levers: unknown {','.join(unknown)}; known: {','.join(known)}")
-    if set(levers) & set(SCHEDULE_LEVERS) and not args.plugin_updates:
-        parser.error(f"--plugin-levers {','.join(SCHEDULE_LEVERS)}: schedules over the run need --plugin-updates N")
+    if set(levers) & set(SCHEDULE_LEVERS) and not (args.plugin_updates or args.plan):
+        parser.error(f"--plugin-levers {','.join(SCHEDULE_LEVERS)}: schedules over the run need --plan or "
+                     "--plugin-updates N")
+    if args.plan and args.plugin_updates:
+        parser.error("--plan and --plugin-updates: choose one (minutes for both, or the plugin's updates)")
     return args
 
 
