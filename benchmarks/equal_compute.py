@@ -16,7 +16,7 @@ of fairseq's own training clock (``--stop-time-hours``), with the same number of
 With ``--plan`` each system instead plans its schedules for the minutes from its own speed,
 as a researcher with a budget of minutes would: a calibration run of ``--calibration-updates``
 (with the run's own arguments, so the plugin's early 30% masking sets its pace) measures its
-updates per second, and its run then spreads its linear decay (stock) or its schedules (the
+steady updates per second (after the first log interval), and its run then spreads its linear decay (stock) or its schedules (the
 plugin's ``mask_anneal`` and ``wsd`` levers too) over rate x minutes updates, stopping there
 or at the minutes, whichever comes first.
 
@@ -143,14 +143,25 @@ def fairseq_train(name: str, data: Path, args: argparse.Namespace, levers: List[
 
 
 def planned_updates(name: str, data: Path, args: argparse.Namespace, levers: List[str], work: Path) -> int:
-    """The updates ``name`` makes in ``--minutes`` at the speed of a calibration run of
+    """The updates ``name`` makes in ``--minutes`` at the steady speed of a calibration run of
     ``--calibration-updates`` with its own arguments (schedules planned for ``--total-updates``)."""
     argv = [*fairseq_train(name, data, args, levers, args.total_updates), "--max-update", str(args.calibration_updates),
             "--no-save", "--save-dir", str(work / f"{name}_calibration")]
     proc = subprocess.run(argv, cwd=work, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{name}'s calibration failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return int(train_speed(proc.stdout + proc.stderr)["updates_per_s"] * args.minutes * 60)
+    return int(steady_updates_per_s(proc.stdout + proc.stderr) * args.minutes * 60)
+
+
+def steady_updates_per_s(log: str) -> float:
+    """Updates per second over fairseq's ``train_inner`` records after the first (start-up and
+    first steps left out, as one reads a speed off a log)."""
+    records = [record.stats for record in fairseq_log.records(log.splitlines(), "train_inner")]
+    if len(records) < 2:
+        raise RuntimeError("the calibration logged fewer than two train_inner records; raise "
+                           "--calibration-updates:\n" + log[-3000:])
+    updates = [int(b["num_updates"]) - int(a["num_updates"]) for a, b in zip(records, records[1:])]
+    return sum(updates) / sum(n / float(r["ups"]) for n, r in zip(updates, records[1:]))
 
 
 def run_system(name: str, data: Path, args: argparse.Namespace, levers: List[str], work: Path,
