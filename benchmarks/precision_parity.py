@@ -38,7 +38,8 @@ from xlmr_plugin.models.shapes import SHAPES, Shape  # noqa: E402
 
 # the plugin's levers that change no numerics beyond rounding (fused_ce and compile change the order of sums)
 PARITY_LEVERS = ["sdpa", "fused_adamw", "no_lang_sync"]
-ATTENTION_KERNELS = ("flash", "fmha", "efficient_attention", "scaled_dot_product", "cudnn_attention")
+ATTENTION_KERNELS = ("flash", "fmha", "efficient_attention", "scaled_dot_product", "cudnn_attention",
+                     "explicit_attention")
 
 
 def fairseq_steps(system: FairseqSystem, batches: List[dict]) -> Dict[str, list]:
