@@ -15,10 +15,10 @@ of fairseq's own training clock (``--stop-time-hours``), with the same number of
 
 With ``--plan`` each system instead plans its schedules for the minutes from its own speed,
 as a researcher with a budget of minutes would: a calibration run of ``--calibration-updates``
-(with the run's own arguments, so the plugin's early 30% masking sets its pace) measures its
-steady updates per second (after the first log interval), and its run then spreads its linear decay (stock) or its schedules (the
-plugin's ``mask_anneal`` and ``wsd`` levers too) over rate x minutes updates, stopping there
-or at the minutes, whichever comes first.
+(with the run's own arguments, masking at the mean rate of the plugin's mask anneal) measures
+its steady updates per second (after the first log interval), and its run then spreads its
+linear decay (stock) or its schedules (the plugin's ``mask_anneal`` and ``wsd`` levers too)
+over rate x minutes updates, stopping there or at the minutes, whichever comes first.
 
 With ``--plugin-updates N`` the plugin instead trains exactly N updates, so that schedules
 over the run end where they should, and stock fairseq then trains for the seconds the plugin
@@ -48,7 +48,7 @@ from typing import Dict, List, Optional
 import torch
 
 from xlmr.slurm import fairseq_log
-from xlmr_plugin.data.update_schedule import rescaled
+from xlmr_plugin.data.update_schedule import UpdateSchedule, rescaled
 from xlmr_plugin.recipes import RECIPES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -142,12 +142,22 @@ def fairseq_train(name: str, data: Path, args: argparse.Namespace, levers: List[
             *system_args(name, levers, args, updates)]
 
 
-def planned_updates(name: str, data: Path, args: argparse.Namespace, levers: List[str], work: Path) -> int:
-    """The updates ``name`` makes in ``--minutes`` at the steady speed of a calibration run of
-    ``--calibration-updates`` with its own arguments (schedules planned for ``--total-updates``)."""
+def calibration_argv(name: str, data: Path, args: argparse.Namespace, levers: List[str], work: Path) -> List[str]:
+    """A run of ``--calibration-updates`` with ``name``'s own arguments (schedules planned for
+    ``--total-updates``), masking at the run's mean rate where the ``mask_anneal`` lever anneals it:
+    the LM head and its softmax run on masked positions only, so an update's time is affine in the
+    mask rate and the run's mean pace is the pace at its mean rate, not at the 30% of its start."""
     argv = [*fairseq_train(name, data, args, levers, args.total_updates), "--max-update", str(args.calibration_updates),
             "--no-save", "--save-dir", str(work / f"{name}_calibration")]
-    proc = subprocess.run(argv, cwd=work, capture_output=True, text=True)
+    if name == "plugin" and "mask_anneal" in levers:
+        schedule = schedule_lever_args("mask_anneal", args.total_updates, args.batch_size)[1]
+        argv += ["--mask-prob", f"{UpdateSchedule.parse(schedule, '--mask-prob').mean(args.total_updates):.4f}"]
+    return argv
+
+
+def planned_updates(name: str, data: Path, args: argparse.Namespace, levers: List[str], work: Path) -> int:
+    """The updates ``name`` makes in ``--minutes`` at the steady speed of its calibration run."""
+    proc = subprocess.run(calibration_argv(name, data, args, levers, work), cwd=work, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{name}'s calibration failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return int(steady_updates_per_s(proc.stdout + proc.stderr) * args.minutes * 60)

@@ -38,6 +38,15 @@ def test_a_schedule_is_constant_piecewise_linear_or_stepped():
         assert UpdateSchedule.parse(plain, "--x")(0) == UpdateSchedule.parse(plain, "--x")(123_456) == 0.3
 
 
+
+def test_a_schedules_mean_is_what_a_run_sees_on_average():
+    anneal = UpdateSchedule.parse("0:0.3,800:0.15", "--mask-prob")  # the demo's share: 0.8 N
+    assert anneal.mean(1000) == pytest.approx(0.8 * 0.225 + 0.2 * 0.15, abs=1e-3)
+    assert UpdateSchedule.parse("step:0:0.7,50:0.3", "--x").mean(100) == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        anneal.mean(0)
+
+
 @pytest.mark.parametrize("text,message", [
     ("0:0.7,200:0.5,100:0.3", "the updates of a schedule must increase"),
     ("0:0.7,100:0.7,100:0.3", "the updates of a schedule must increase"),

@@ -72,6 +72,12 @@ class UpdateSchedule:
             return self.values[max(0, int(np.searchsorted(self.updates, update, side="right")) - 1)]
         return float(np.interp(update, self.updates, self.values))
 
+    def mean(self, updates: int) -> float:
+        """The mean value over updates ``0 .. updates - 1``: what a run of that many updates sees on average."""
+        if updates < 1:
+            raise ValueError(f"a mean over {updates} updates")
+        return float(np.mean([self(update) for update in range(updates)]))
+
 
 def rescaled(spec: Union[str, float, int], factor: float, flag: str) -> Union[str, float, int]:
     """``spec`` with every update point multiplied by ``factor`` (rounded): a schedule written for
