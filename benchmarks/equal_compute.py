@@ -47,6 +47,7 @@ from typing import Dict, List, Optional
 
 import torch
 
+from machine import processor
 from xlmr.slurm import fairseq_log
 from xlmr_plugin.data.update_schedule import UpdateSchedule, rescaled
 from xlmr_plugin.recipes import RECIPES
@@ -303,7 +304,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(text)
     command = "python benchmarks/equal_compute.py " + " ".join(sys.argv[1:] if argv is None else argv)
     if args.json:
-        args.json.write_text(json.dumps({"command": command, "threads": os.environ.get("OMP_NUM_THREADS"),
+        args.json.write_text(json.dumps({"command": command, "processor": processor(),
+                                         "threads": os.environ.get("OMP_NUM_THREADS"),
                                          "summary": summary, "runs": runs}, indent=2) + "\n")
     if args.md:
         args.md.write_text(f"Command: `{command}`\n\n{text}")

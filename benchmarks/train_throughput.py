@@ -47,6 +47,7 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
+from machine import processor  # noqa: E402
 from train_systems import (  # noqa: E402
     CPU_LEVERS, DEFAULT_LEVERS, LEVERS, REQUIRES, FairseqSystem, HFSystem, Workload, epoch_batches, fairseq_args,
     plugin_args, stock_args, training_cfg, training_task, unavailable_levers, without,
@@ -476,7 +477,7 @@ def main(argv=None) -> dict:
             print(max_batch)
     figures = {
         "command": " ".join(["python", *sys.argv]) if argv is None else " ".join(["python", __file__, *argv]),
-        "device": gpu_name or "cpu", "torch": torch.__version__, "cpu_count": os.cpu_count(),
+        "device": gpu_name or "cpu", "processor": processor(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
         "omp_num_threads": torch.get_num_threads(), "workload": asdict(workload),
         "flops_per_token": workload.flops_per_token(), "peak_tflops": peak, "levers": args.lever_list,
         "dropped_levers": args.dropped_levers,
